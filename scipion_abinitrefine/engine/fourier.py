@@ -1,0 +1,118 @@
+"""Fourier helpers shared by the engine.
+
+Convention: centred transforms. ``ft2c(img)[..., D//2, D//2]`` is the DC term; array index j along an
+axis is frequency index (j - D//2), i.e. (j - D//2)/(D*apix) in 1/A. Volumes are (z, y, x).
+Images live in the engine as values on a list of half-plane frequency points (kx, ky) (Friedel mates
+implied, DC excluded): see :func:`half_plane_points`.
+"""
+from __future__ import annotations
+
+import numpy as np
+import scipy.fft as sfft
+
+_WORKERS = -1  # all cores
+
+
+def ft2c(img: np.ndarray) -> np.ndarray:
+    """Centred 2D FFT over the last two axes (complex64 for float32 input)."""
+    return sfft.fftshift(sfft.fft2(sfft.ifftshift(img, axes=(-2, -1)), workers=_WORKERS), axes=(-2, -1))
+
+
+def ift2c(F: np.ndarray) -> np.ndarray:
+    return sfft.fftshift(sfft.ifft2(sfft.ifftshift(F, axes=(-2, -1)), workers=_WORKERS), axes=(-2, -1))
+
+
+def ft3c(vol: np.ndarray) -> np.ndarray:
+    return sfft.fftshift(sfft.fftn(sfft.ifftshift(vol), workers=_WORKERS))
+
+
+def ift3c(F: np.ndarray) -> np.ndarray:
+    return sfft.fftshift(sfft.ifftn(sfft.ifftshift(F), workers=_WORKERS))
+
+
+def radial_index(shape) -> np.ndarray:
+    """Distance (in frequency index units) of every voxel/pixel of a centred grid from its centre."""
+    grids = np.meshgrid(*[np.arange(n) - n // 2 for n in shape], indexing="ij")
+    return np.sqrt(sum(g.astype(np.float64) ** 2 for g in grids))
+
+
+def half_plane_points(radius: float, rmin: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """Integer frequency points (kx, ky) with rmin < |k| <= radius on a half plane.
+
+    Half plane: kx > 0, or kx == 0 and ky > 0. The full plane minus DC is exactly this set and its
+    negatives, so sums over the plane are 2 * Re(sum over these points). Sorted by radius so a prefix is
+    a lower-resolution point set (coarse-to-fine search takes prefixes).
+    """
+    r = int(np.ceil(radius))
+    ky, kx = np.meshgrid(np.arange(-r, r + 1), np.arange(0, r + 1), indexing="ij")
+    kx, ky = kx.ravel(), ky.ravel()
+    rr = np.sqrt(kx * kx + ky * ky)
+    keep = (rr <= radius) & (rr > rmin) & ((kx > 0) | ((kx == 0) & (ky > 0)))
+    kx, ky, rr = kx[keep], ky[keep], rr[keep]
+    order = np.lexsort((ky, kx, rr))
+    return kx[order].astype(np.int32), ky[order].astype(np.int32)
+
+
+def n_points_within(kx, ky, radius: float) -> int:
+    """Number of leading points of a radius-sorted point list that lie within ``radius``."""
+    return int(np.searchsorted(np.sqrt(kx.astype(np.float64) ** 2 + ky.astype(np.float64) ** 2),
+                               radius, side="right"))
+
+
+def gather_points(F2: np.ndarray, kx, ky) -> np.ndarray:
+    """Values of centred 2D transforms F2 (n, D, D) at points (kx, ky) -> (n, n_points)."""
+    D = F2.shape[-1]
+    return F2[:, ky + D // 2, kx + D // 2]
+
+
+def shift_phases(kx, ky, shifts_px, box: int) -> np.ndarray:
+    """Phase factors exp(-2 pi i k.s / D) that shift an image by s=(sx, sy) pixels -> (n_shift, n_pts)."""
+    s = np.asarray(shifts_px, dtype=np.float64).reshape(-1, 2)
+    arg = -2.0 * np.pi * (s[:, 0:1] * kx[None, :] + s[:, 1:2] * ky[None, :]) / box
+    return np.exp(1j * arg).astype(np.complex64)
+
+
+def crop_fourier_2d(F2: np.ndarray, new_box: int) -> np.ndarray:
+    """Crop centred 2D transforms to a smaller box (Fourier binning)."""
+    D = F2.shape[-1]
+    a = D // 2 - new_box // 2
+    return F2[..., a:a + new_box, a:a + new_box]
+
+
+def gridding_correction(box: int, pad: int) -> np.ndarray:
+    """sinc^2 real-space attenuation of trilinear interpolation in a padded (pad*box) transform."""
+    r = radial_index((box, box, box)) / (pad * box)
+    s = np.sinc(r)  # numpy sinc is sin(pi x)/(pi x)
+    return np.maximum(s * s, 1e-2).astype(np.float32)
+
+
+def volume_to_fourier(vol: np.ndarray, pad: int = 2) -> np.ndarray:
+    """Real map (D^3) -> padded centred transform (pD)^3 complex64, pre-corrected for trilinear gridding."""
+    D = vol.shape[0]
+    Dp = pad * D
+    big = np.zeros((Dp, Dp, Dp), dtype=np.float32)
+    a = Dp // 2 - D // 2
+    big[a:a + D, a:a + D, a:a + D] = vol / gridding_correction(D, pad)
+    return ft3c(big).astype(np.complex64)
+
+
+def fourier_to_volume(F: np.ndarray, box: int, pad: int = 2) -> np.ndarray:
+    """Padded centred transform -> real map (box^3), gridding-corrected, float32."""
+    Dp = F.shape[0]
+    a = Dp // 2 - box // 2
+    big = ift3c(F).real
+    return (big[a:a + box, a:a + box, a:a + box] / gridding_correction(box, pad)).astype(np.float32)
+
+
+def lowpass_volume(vol: np.ndarray, radius: float, width: float = 3.0) -> np.ndarray:
+    """Soft (raised cosine) low-pass of a real map at Fourier radius ``radius`` (index units)."""
+    F = ft3c(vol)
+    r = radial_index(vol.shape)
+    F *= soft_edge(r, radius, width)
+    return ift3c(F).real.astype(np.float32)
+
+
+def soft_edge(r, radius: float, width: float) -> np.ndarray:
+    """1 inside radius, raised-cosine fall to 0 over ``width``."""
+    t = np.clip((np.asarray(r) - radius) / max(width, 1e-6), 0.0, 1.0)
+    return 0.5 * (1 + np.cos(np.pi * t))

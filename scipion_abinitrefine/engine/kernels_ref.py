@@ -1,0 +1,52 @@
+"""Plain numpy references for every kernel (the tests compare CPU and CUDA kernels against these)."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def _coords(R, kx, ky, pad, c):
+    k = np.stack([kx, ky, np.zeros_like(kx)], axis=0).astype(np.float64)  # (3, m)
+    q = np.einsum("nji,jm->nim", R.astype(np.float64), k)  # A.T @ k -> (n, 3, m) as (x, y, z)
+    return q * pad + c
+
+
+def extract_slices_ref(F, R, kx, ky, pad):
+    Dp = F.shape[0]
+    c = Dp // 2
+    q = _coords(R, kx, ky, pad, c)
+    x, y, z = q[:, 0], q[:, 1], q[:, 2]
+    x0, y0, z0 = np.floor(x).astype(int), np.floor(y).astype(int), np.floor(z).astype(int)
+    inside = (x0 >= 0) & (y0 >= 0) & (z0 >= 0) & (x0 + 1 < Dp) & (y0 + 1 < Dp) & (z0 + 1 < Dp)
+    fx, fy, fz = x - x0, y - y0, z - z0
+    out = np.zeros(x.shape, dtype=np.complex128)
+    for dz in (0, 1):
+        for dy in (0, 1):
+            for dx in (0, 1):
+                w = (fx if dx else 1 - fx) * (fy if dy else 1 - fy) * (fz if dz else 1 - fz)
+                zi = np.clip(z0 + dz, 0, Dp - 1)
+                yi = np.clip(y0 + dy, 0, Dp - 1)
+                xi = np.clip(x0 + dx, 0, Dp - 1)
+                out += np.where(inside, w * F[zi, yi, xi], 0)
+    return out
+
+
+def insert_slices_ref(Dp, R, kx, ky, pad, vals, wts):
+    c = Dp // 2
+    B = np.zeros((Dp, Dp, Dp), dtype=np.complex128)
+    W = np.zeros((Dp, Dp, Dp), dtype=np.float64)
+    for sign in (1, -1):
+        q = _coords(R, sign * np.asarray(kx, float), sign * np.asarray(ky, float), pad, c)
+        v = vals if sign == 1 else np.conj(vals)
+        x, y, z = q[:, 0].ravel(), q[:, 1].ravel(), q[:, 2].ravel()
+        v, w = v.ravel(), wts.ravel()
+        x0, y0, z0 = np.floor(x).astype(int), np.floor(y).astype(int), np.floor(z).astype(int)
+        inside = (x0 >= 0) & (y0 >= 0) & (z0 >= 0) & (x0 + 1 < Dp) & (y0 + 1 < Dp) & (z0 + 1 < Dp)
+        fx, fy, fz = x - x0, y - y0, z - z0
+        for dz in (0, 1):
+            for dy in (0, 1):
+                for dx in (0, 1):
+                    cw = (fx if dx else 1 - fx) * (fy if dy else 1 - fy) * (fz if dz else 1 - fz)
+                    s = inside
+                    np.add.at(B, (z0[s] + dz, y0[s] + dy, x0[s] + dx), cw[s] * v[s])
+                    np.add.at(W, (z0[s] + dz, y0[s] + dy, x0[s] + dx), cw[s] * w[s])
+    return B, W
