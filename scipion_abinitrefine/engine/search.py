@@ -1,0 +1,208 @@
+"""Coarse-to-fine pose search over SO(3) x shifts with the Gaussian likelihood.
+
+For an image X (half-plane Fourier points), CTF C, noise variance s2 per point and a projection P of the
+model, the log-likelihood of a pose up to a constant is (sum over the half plane = half the full plane)
+
+    LL = 2 Re sum_k conj(X_k phi_k(t)) C_k P_k / s2_k  -  sum_k C_k^2 |P_k|^2 / s2_k
+
+where phi(t) shifts the image by t pixels (t is the particle's origin: centring shift). Level 0 scores every
+base-grid rotation x every base shift; the cross term for all (image, shift) pairs and all rotations is a
+single real matrix product, and so is the norm term. Each finer level keeps the best ``top_k`` poses per
+image, splits each into 8 rotation x 4 shift children at half the step, and scores them at a Fourier radius
+that the finer step can use (``level_radius``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import fourier, so3
+
+_BASE = None
+
+
+def base_rotations() -> np.ndarray:
+    global _BASE
+    if _BASE is None:
+        _BASE = so3.base_grid().astype(np.float32)
+    return _BASE
+
+
+@dataclass
+class SearchResult:
+    R: np.ndarray  # (B, n, 3, 3) best poses, best first
+    t: np.ndarray  # (B, n, 2) shifts (origin) in pixels
+    w: np.ndarray  # (B, n) posterior weights (sum 1)
+    ess: np.ndarray  # (B,) effective number of base-grid rotations (3D ESS) at level 0
+    ll_best: np.ndarray  # (B,) best log-likelihood at the final level
+
+
+class PoseSearch:
+    """Pose search configuration for one box / particle size.
+
+    Parameters
+    ----------
+    box : int
+    particle_radius_px : float
+        Radius of the particle (window) in pixels; sets the angular step each Fourier radius needs.
+    max_shift_px : float
+        Largest origin shift searched (pixels).
+    top_k : int
+        Poses kept per image between levels.
+    """
+
+    def __init__(self, box: int, particle_radius_px: float, max_shift_px: float, top_k: int = 8,
+                 backend=None, pad: int = 2, chunk: int = 32):
+        from .backend import get_backend
+
+        self.box = box
+        self.rp = float(particle_radius_px)
+        self.max_shift = float(max_shift_px)
+        self.top_k = int(top_k)
+        self.be = backend or get_backend("cpu")
+        self.pad = pad
+        self.chunk = chunk
+        self.step0 = so3.base_step_deg()
+
+    # -- schedule of the hierarchy -------------------------------------------------------------
+    def radius_for_step(self, step_deg: float) -> float:
+        """Largest Fourier radius (index units) an angular step can resolve for this particle size.
+
+        A rotation error d moves the slice at radius k by k*d; the transform of an object of radius rp
+        in box D decorrelates over ~D/(2 rp) index units.
+        """
+        return self.box / (2.0 * self.rp * np.deg2rad(step_deg))
+
+    def levels(self, r: float) -> list[float]:
+        """Fourier radius used at each level, ending with r itself."""
+        radii = []
+        step = self.step0
+        while True:
+            k = min(r, max(4.0, self.radius_for_step(step)))
+            radii.append(k)
+            if k >= r or len(radii) >= 7:
+                break
+            step /= 2
+        radii[-1] = r
+        return radii
+
+    def base_shifts(self, k0: float) -> tuple[np.ndarray, float]:
+        """Shift grid (n, 2) px at level 0 and its step: phase error at radius k0 stays below ~pi/2."""
+        s0 = float(np.clip(self.box / (4.0 * max(k0, 1.0)), 0.5, max(self.max_shift, 0.5)))
+        n = int(np.ceil(self.max_shift / s0 - 1e-6))
+        g = np.arange(-n, n + 1) * s0
+        sx, sy = np.meshgrid(g, g, indexing="xy")
+        t = np.stack([sx.ravel(), sy.ravel()], 1)
+        t = t[np.hypot(t[:, 0], t[:, 1]) <= self.max_shift + 0.5 * s0 + 1e-6]
+        return t.astype(np.float32), s0
+
+    # -- the search ----------------------------------------------------------------------------
+    def search(self, F, X, C, s2, kx, ky, r: float, temperature: float = 1.0, n_keep: int = 4,
+               return_ll0: bool = False):
+        """Search poses for a batch of images.
+
+        Parameters
+        ----------
+        F : padded model transform (backend array, complex64)
+        X : (B, m) complex64 image values at points (kx, ky) sorted by radius, m = points within r
+        C : (B, m) float32 CTF at those points
+        s2 : (m,) float32 noise variance per point
+        r : current Fourier radius (index units)
+        temperature : posterior temperature (>= 1 anneals)
+        n_keep : poses returned per image (for back-projection), with posterior weights
+        """
+        xp = self.be.xp
+        radii = self.levels(r)
+        B = X.shape[0]
+        inv_s2 = (1.0 / s2).astype(np.float32)
+        Rg = base_rotations()
+        m0 = fourier.n_points_within(kx, ky, radii[0])
+        shifts, s_step = self.base_shifts(radii[0])
+        P0 = self.be.extract_slices(F, Rg, kx[:m0], ky[:m0], self.pad)  # (nR, m0)
+        ll0_all = [] if return_ll0 else None
+        K = min(self.top_k, len(Rg) * len(shifts))
+        parR = np.empty((B, K, 3, 3), np.float32)
+        part = np.empty((B, K, 2), np.float32)
+        ess = np.empty(B, np.float32)
+        ph0 = fourier.shift_phases(kx[:m0], ky[:m0], shifts, self.box)  # (S, m0)
+        P0r = np.concatenate([P0.real, P0.imag], axis=1).astype(np.float32).T.copy()  # (2 m0, nR)
+        P0n = (np.abs(P0) ** 2).astype(np.float32).T.copy()  # (m0, nR)
+        S = len(shifts)
+        for a in range(0, B, self.chunk):
+            b = min(B, a + self.chunk)
+            Xs = X[a:b, None, :m0] * ph0[None]  # (bc, S, m0) shifted images
+            Y = np.conj(Xs) * (C[a:b, None, :m0] * inv_s2[None, None, :m0])
+            Y2 = np.concatenate([Y.real, -Y.imag], axis=2).reshape(-1, 2 * m0).astype(np.float32)
+            cross = (Y2 @ P0r).reshape(b - a, S, -1)  # Re sum conj(Xs) C P / s2
+            norm = (C[a:b, :m0] ** 2 * inv_s2[None, :m0]) @ P0n  # (bc, nR)
+            ll = (2.0 * cross - norm[:, None, :]) / temperature
+            if return_ll0:
+                ll0_all.append(ll * temperature)
+            flat = ll.reshape(b - a, -1)
+            top = np.argpartition(-flat, K - 1, axis=1)[:, :K]
+            parR[a:b] = Rg[top % len(Rg)]
+            part[a:b] = shifts[top // len(Rg)]
+            # 3D ESS: posterior over rotations, marginalised over shifts
+            mx = flat.max(axis=1, keepdims=True)
+            p = np.exp(flat - mx).reshape(b - a, S, -1).sum(axis=1)
+            p /= p.sum(axis=1, keepdims=True)
+            ess[a:b] = 1.0 / (p**2).sum(axis=1)
+        step, sstep = self.step0, s_step
+        ll = None
+        for lev in range(1, len(radii)):
+            parR, part, ll = self._refine(F, X, C, inv_s2, kx, ky, radii[lev], parR, part, step, sstep,
+                                          keep=K if lev < len(radii) - 1 else max(n_keep, 1))
+            step, sstep = step / 2, sstep / 2
+        if ll is None:  # single level: score the kept poses at r for weights
+            parR, part, ll = self._score(F, X, C, inv_s2, kx, ky, radii[0], parR, part, keep=n_keep)
+        w = ll / temperature
+        w = np.exp(w - w.max(axis=1, keepdims=True))
+        w /= w.sum(axis=1, keepdims=True)
+        res = SearchResult(parR[:, :n_keep], part[:, :n_keep], w[:, :n_keep].astype(np.float32), ess,
+                           ll[:, 0])
+        res.w /= res.w.sum(axis=1, keepdims=True)
+        if return_ll0:
+            return res, np.concatenate(ll0_all)
+        return res
+
+    def _score(self, F, X, C, inv_s2, kx, ky, k, R, t, keep):
+        """Score given poses R (B, n, 3, 3), t (B, n, 2) at radius k; return the best ``keep`` sorted."""
+        B, n = R.shape[:2]
+        m = fourier.n_points_within(kx, ky, k)
+        P = self.be.extract_slices(F, R.reshape(-1, 3, 3), kx[:m], ky[:m], self.pad).reshape(B, n, m)
+        ph = fourier.shift_phases(kx[:m], ky[:m], t.reshape(-1, 2), self.box).reshape(B, n, m)
+        Xs = X[:, None, :m] * ph
+        w = C[:, None, :m] * inv_s2[None, None, :m]
+        cross = np.real(np.conj(Xs) * P * w).sum(axis=2)
+        norm = (np.abs(P) ** 2 * (C[:, None, :m] * w)).sum(axis=2)
+        ll = 2.0 * cross - norm
+        order = np.argsort(-ll, axis=1)[:, :keep]
+        take = np.take_along_axis
+        return (take(R, order[:, :, None, None], 1), take(t, order[:, :, None], 1), take(ll, order, 1))
+
+    def _refine(self, F, X, C, inv_s2, kx, ky, k, parR, part, step, sstep, keep):
+        """Children of each kept pose (8 rotations x 4 shifts at half the step), best ``keep`` returned."""
+        B, K = parR.shape[:2]
+        m = fourier.n_points_within(kx, ky, k)
+        chR = so3.subdivide(parR.reshape(-1, 3, 3).astype(np.float64), step).astype(np.float32)  # (BK, 8)
+        d = sstep / 4.0
+        offs = np.array([[-d, -d], [d, -d], [-d, d], [d, d]], np.float32)
+        cht = part.reshape(-1, 1, 2) + offs[None]  # (BK, 4, 2)
+        P = self.be.extract_slices(F, chR.reshape(-1, 3, 3), kx[:m], ky[:m], self.pad).reshape(B * K, 8, m)
+        ph = fourier.shift_phases(kx[:m], ky[:m], cht.reshape(-1, 2), self.box).reshape(B, K, 4, m)
+        Xs = (X[:, None, None, :m] * ph).reshape(B * K, 4, m)
+        w = np.repeat(C[:, :m] * inv_s2[None, :m], K, axis=0)  # (BK, m)
+        Y = np.conj(Xs) * w[:, None, :]
+        cross = np.real(Y @ np.transpose(P, (0, 2, 1)))  # (BK, 4, 8)
+        norm = ((np.abs(P) ** 2) * (w * np.repeat(C[:, :m], K, axis=0))[:, None, :]).sum(axis=2)  # (BK, 8)
+        ll = (2.0 * cross - norm[:, None, :]).reshape(B, K * 32)
+        order = np.argsort(-ll, axis=1)[:, :keep]
+        # candidate index c = ((parent * 4) + shift_child) * 8 + rot_child
+        par = order // 32
+        sc = (order % 32) // 8
+        rc = order % 8
+        bidx = np.arange(B)[:, None]
+        Rn = chR.reshape(B, K, 8, 3, 3)[bidx, par, rc]
+        tn = cht.reshape(B, K, 4, 2)[bidx, par, sc]
+        return Rn, tn, np.take_along_axis(ll, order, 1)

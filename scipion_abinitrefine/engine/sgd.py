@@ -1,0 +1,424 @@
+"""Stochastic-gradient-descent ab-initio reconstruction of one particle set (DESIGN.md section 3, step 2).
+
+The model is a real-space density; its padded Fourier transform G (pre-compensated for trilinear gridding)
+is what slices are cut from. One iteration:
+
+1. draw a minibatch (random order, epoch by epoch), normalise the images from their background and take
+   their transforms at the current Fourier radius;
+2. search poses coarse-to-fine (:mod:`search`) with the per-shell noise model and the annealing temperature;
+3. back-project the posterior-weighted, CTF-weighted images (B = sum w C X / s2) and the curvature
+   (W = sum w C^2 / s2);
+4. preconditioned step: H <- (1 - lr) H + W ; G <- G + (B - W G) / (H + lambda). This is the online
+   (exponentially forgetting) weighted mean of minibatch reconstructions; lr = 1 jumps to the minibatch's
+   own reconstruction, lr -> 0 averages ever more minibatches; every voxel gets its own step size;
+5. real-space constraints: background to zero, non-negativity, soft spherical window, re-centring, low-pass
+   at the current radius;
+6. noise model: per-shell s2 from the residuals at the best poses (running average with a prior weight).
+
+Schedules (CryoSPARC defaults as starting point): resolution fixed at the initial resolution for
+``init_iters`` iterations (annealing: the temperature T decays from T0 to 1, T0 chosen so that the median
+3D ESS is ``target_ess_fraction`` of the base grid), then the Fourier radius grows by ``radius_step`` per
+iteration to the maximum resolution, then ``final_iters`` iterations there. Minibatch size switches from
+``init_minibatch`` to ``final_minibatch`` at ``minibatch_switch_iter``. The learning rate is ``init_lr`` for
+``lr_duration`` iterations, then decays as 1/t to ``final_lr``.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from . import fourier, so3
+from .backend import get_backend
+from .ctf import CTFParams, ctf_at
+from .search import PoseSearch
+
+
+@dataclass
+class SGDParams:
+    max_res_A: float = 6.0
+    init_res_A: float = 35.0
+    init_iters: int = 200
+    final_iters: int = 300
+    radius_step: float = 0.04
+    init_minibatch: int = 90
+    final_minibatch: int = 300
+    minibatch_switch_iter: int = 300
+    init_lr: float = 0.4
+    lr_duration: int = 100
+    final_lr: float = 0.05
+    target_ess_fraction: float = 0.011
+    mask_diameter_A: float = 0.0  # 0 = auto (85% of the box)
+    max_shift_frac: float = 0.1  # of the box
+    top_k: int = 8
+    n_backproject: int = 4
+    noise_prior_images: float = 50.0
+    pad: int = 2
+    seed: int = 0
+
+    def validate(self, box: int, apix: float, n_particles: int):
+        """Raise ValueError naming the parameter for settings that cannot work."""
+        nyq = 2.0 * apix
+        if self.max_res_A < nyq - 1e-6:
+            raise ValueError(f"Maximum resolution {self.max_res_A} A is finer than Nyquist ({nyq:.2f} A at "
+                             f"{apix} A/px): set it to {nyq:.2f} A or coarser")
+        if self.init_res_A < self.max_res_A:
+            raise ValueError(f"Initial resolution {self.init_res_A} A must be coarser than (>=) the maximum "
+                             f"resolution {self.max_res_A} A")
+        if n_particles < 2 * self.final_minibatch:
+            raise ValueError(f"{n_particles} particles are fewer than 2 x final minibatch size "
+                             f"({self.final_minibatch}): lower the minibatch sizes or add particles")
+        if box % 2:
+            raise ValueError(f"box size {box} is odd: re-extract the particles with an even box")
+
+
+@dataclass
+class ArrayParticles:
+    """In-memory particle source with the same interface as :class:`io.ParticleSet`."""
+
+    images: np.ndarray
+    ctf: CTFParams
+    apix: float
+    box: int = field(init=False)
+
+    def __post_init__(self):
+        self.box = self.images.shape[-1]
+
+    def __len__(self):
+        return len(self.images)
+
+    def read_images(self, idx):
+        return np.asarray(self.images[np.asarray(idx)], dtype=np.float32)
+
+
+def normalise_images(img: np.ndarray, radius_px: float) -> np.ndarray:
+    """Zero mean, unit std of the background (outside ``radius_px``), per image."""
+    D = img.shape[-1]
+    bg = fourier.radial_index((D, D)) > radius_px
+    v = img[:, bg]
+    mu = v.mean(axis=1)
+    sd = v.std(axis=1)
+    sd[sd <= 0] = 1.0
+    return (img - mu[:, None, None]) / sd[:, None, None]
+
+
+def shell_index(kx, ky) -> np.ndarray:
+    return np.rint(np.sqrt(kx.astype(np.float64) ** 2 + ky.astype(np.float64) ** 2)).astype(np.int64)
+
+
+def random_initial_model(box: int, radius_px: float, lowpass_radius: float, rng) -> np.ndarray:
+    """Random blobs inside the particle radius, low-passed (CryoSPARC-style random start)."""
+    vol = np.zeros((box, box, box), np.float32)
+    c = box // 2
+    n = 40
+    pts = rng.normal(size=(n, 3))
+    pts *= (rng.uniform(0, 1, n) ** (1 / 3) * radius_px * 0.6 / np.linalg.norm(pts, axis=1))[:, None]
+    idx = np.clip(np.rint(pts + c).astype(int), 0, box - 1)
+    np.add.at(vol, (idx[:, 2], idx[:, 1], idx[:, 0]), rng.uniform(0.5, 1.5, n).astype(np.float32))
+    vol = fourier.lowpass_volume(vol, lowpass_radius, width=2.0)
+    return np.maximum(vol, 0)
+
+
+class SGDRun:
+    """State and iterations of one half's SGD reconstruction (checkpointable)."""
+
+    def __init__(self, particles, idx: np.ndarray, params: SGDParams, backend="cpu", name="A",
+                 rng_seed: int | None = None):
+        self.p = params
+        self.data = particles
+        self.idx = np.asarray(idx, dtype=np.int64)  # particle indices (into `particles`) of this half
+        self.name = name
+        self.be = get_backend(backend) if isinstance(backend, str) else backend
+        self.box = D = particles.box
+        self.apix = particles.apix
+        mask_d = params.mask_diameter_A or 0.85 * D * self.apix
+        self.rp = 0.5 * mask_d / self.apix  # particle/window radius, px
+        self.r_init = D * self.apix / params.init_res_A
+        self.r_max = min(D * self.apix / params.max_res_A, D / 2 - 1)
+        self.n_ramp = int(np.ceil(max(0.0, self.r_max - self.r_init) / params.radius_step))
+        self.n_iters = params.init_iters + self.n_ramp + params.final_iters
+        self.rng = np.random.default_rng(params.seed if rng_seed is None else rng_seed)
+        self.searcher = PoseSearch(D, self.rp, params.max_shift_frac * D, params.top_k, self.be, params.pad)
+        # model state
+        vol = random_initial_model(D, self.rp, self.r_init, self.rng)
+        self.G = fourier.volume_to_fourier(vol, params.pad)
+        self.G *= self._initial_scale()
+        Dp = params.pad * D
+        self.H = np.zeros((Dp, Dp, Dp), np.float32)
+        self.acc = self.be.accumulator(Dp)
+        self.kx, self.ky = fourier.half_plane_points(self.r_max)
+        self.shell = shell_index(self.kx, self.ky)
+        self.s2_shell = None  # per-shell noise variance, set from the first minibatch
+        self.s2_count = 0.0
+        self.T0 = None
+        self.iteration = 0
+        n = len(self.idx)
+        self.order = self.rng.permutation(n)
+        self.cursor = 0
+        self.seen = np.zeros(n, bool)
+        self.R = np.tile(np.eye(3, dtype=np.float32), (n, 1, 1))
+        self.t = np.zeros((n, 2), np.float32)
+        self.log: list[dict] = []
+        self._rshell_grid = fourier.radial_index((Dp, Dp, Dp)) / params.pad
+        self.window = fourier.soft_edge(fourier.radial_index((D, D, D)), self.rp, max(2.0, 0.08 * D))
+
+    # ------------------------------------------------------------------------------ schedules
+    def radius_at(self, it: int) -> float:
+        p = self.p
+        if it < p.init_iters:
+            return self.r_init
+        return min(self.r_max, self.r_init + p.radius_step * (it - p.init_iters))
+
+    def minibatch_at(self, it: int) -> int:
+        return self.p.init_minibatch if it < self.p.minibatch_switch_iter else self.p.final_minibatch
+
+    def lr_at(self, it: int) -> float:
+        p = self.p
+        if it < p.lr_duration:
+            return p.init_lr
+        return max(p.final_lr, p.init_lr * p.lr_duration / (it + 1))
+
+    def temperature_at(self, it: int) -> float:
+        if self.T0 is None:
+            return 1.0
+        f = max(0.0, 1.0 - it / max(1, self.p.init_iters))
+        return 1.0 + (self.T0 - 1.0) * f
+
+    @property
+    def done(self) -> bool:
+        return self.iteration >= self.n_iters
+
+    # ------------------------------------------------------------------------------ data
+    def _initial_scale(self) -> float:
+        """Scale of the random model so its projections carry ~10% of the images' low-res power."""
+        return 1.0
+
+    def batch_points(self, sel: np.ndarray, r: float):
+        """Image values X, CTF C at the half-plane points within radius r for local indices ``sel``."""
+        gidx = self.idx[sel]
+        img = normalise_images(self.data.read_images(gidx), self.rp)
+        m = fourier.n_points_within(self.kx, self.ky, r)
+        kx, ky = self.kx[:m], self.ky[:m]
+        X = fourier.gather_points(fourier.ft2c(img), kx, ky).astype(np.complex64)
+        C = ctf_at(self.data.ctf, gidx, kx / (self.box * self.apix), ky / (self.box * self.apix))
+        return X, C, m
+
+    def next_batch(self, size: int) -> np.ndarray:
+        out = []
+        while size > 0:
+            take = self.order[self.cursor:self.cursor + size]
+            out.append(take)
+            size -= len(take)
+            self.cursor += len(take)
+            if self.cursor >= len(self.order):
+                self.order = self.rng.permutation(len(self.idx))
+                self.cursor = 0
+        return np.concatenate(out)
+
+    def noise_per_point(self, m: int) -> np.ndarray:
+        return self.s2_shell[self.shell[:m]].astype(np.float32)
+
+    def _init_noise(self, X, m):
+        """Initial per-shell noise: the images' own power per shell (noise dominates at low SNR)."""
+        nsh = int(self.shell.max()) + 2
+        pw = np.bincount(self.shell[:m], weights=(np.abs(X) ** 2).mean(axis=0), minlength=nsh)
+        cnt = np.bincount(self.shell[:m], minlength=nsh)
+        s2 = np.where(cnt > 0, pw / np.maximum(cnt, 1), np.nan)
+        # shells beyond the current radius: white-noise extrapolation from the outermost shells
+        good = np.isfinite(s2) & (np.arange(nsh) > 0)
+        fill = np.nanmedian(s2[good][-3:]) if good.any() else 1.0
+        s2[~good] = fill
+        self.s2_shell = s2
+        self.s2_count = self.p.noise_prior_images
+
+    def _update_noise(self, X, C, P, m):
+        """Running per-shell noise variance from residuals at the best pose."""
+        res = np.abs(X - C * P) ** 2  # (B, m)
+        nsh = len(self.s2_shell)
+        pw = np.bincount(self.shell[:m], weights=res.sum(axis=0), minlength=nsh)
+        cnt = np.bincount(self.shell[:m], minlength=nsh) * X.shape[0]
+        upd = cnt > 0
+        n0 = self.s2_count
+        new = self.s2_shell.copy()
+        new[upd] = (n0 * self.s2_shell[upd] * (cnt[upd] / X.shape[0]) + pw[upd]) / \
+            (n0 * cnt[upd] / X.shape[0] + cnt[upd])
+        self.s2_shell = new
+        # cap the memory so the estimate keeps tracking the improving model
+        self.s2_count = min(n0 + X.shape[0], 5000.0)
+
+    # ------------------------------------------------------------------------------ iteration
+    def step(self) -> dict:
+        t0 = time.time()
+        it = self.iteration
+        r = self.radius_at(it)
+        sel = self.next_batch(self.minibatch_at(it))
+        X, C, m = self.batch_points(sel, r)
+        kx, ky = self.kx[:m], self.ky[:m]
+        if self.s2_shell is None:
+            self._init_noise(X, m)
+        s2 = self.noise_per_point(m)
+        if self.T0 is None:
+            self.T0 = self._choose_temperature(X, C, s2, r)
+        T = self.temperature_at(it)
+        res = self.searcher.search(self.G, X, C, s2, kx, ky, r, temperature=T, n_keep=self.p.n_backproject)
+        t1 = time.time()
+        # remember the best pose of every image seen
+        self.R[sel] = res.R[:, 0]
+        self.t[sel] = res.t[:, 0]
+        self.seen[sel] = True
+        # back-projection of posterior-weighted images and curvature
+        self.acc.reset()
+        nb = res.R.shape[1]
+        ph = fourier.shift_phases(kx, ky, res.t.reshape(-1, 2), self.box).reshape(len(sel), nb, m)
+        Xc = X[:, None, :] * ph  # centred images
+        w = res.w[:, :, None]
+        inv = (1.0 / s2)[None, None, :]
+        vals = (w * C[:, None, :] * inv * Xc).reshape(-1, m)
+        wts = (w * C[:, None, :] ** 2 * inv).reshape(-1, m)
+        self.acc.insert(res.R.reshape(-1, 3, 3), kx, ky, self.p.pad, vals, np.broadcast_to(wts, vals.shape))
+        Bv, Wv = self.acc.result()
+        # noise update from the best pose at radius r
+        Pbest = self.be.extract_slices(self.G, res.R[:, 0], kx, ky, self.p.pad)
+        self._update_noise(Xc[:, 0], C, Pbest, m)
+        lr = self.lr_at(it)
+        self._apply_update(Bv, Wv, lr, r)
+        t2 = time.time()
+        self.iteration += 1
+        entry = dict(half=self.name, iteration=it, radius=float(r), resolution_A=float(self.box * self.apix / r),
+                     minibatch=int(len(sel)), ess=float(np.median(res.ess)), temperature=float(T),
+                     lr=float(lr), seen=int(self.seen.sum()), t_search=t1 - t0, t_update=t2 - t1,
+                     seconds=t2 - t0)
+        self.log.append(entry)
+        return entry
+
+    def _choose_temperature(self, X, C, s2, r) -> float:
+        """Annealing start: the temperature at which the median 3D ESS is the target fraction of the grid."""
+        n_rot = len(so3.base_grid())
+        target = self.p.target_ess_fraction * n_rot
+        sub = slice(0, min(len(X), 32))
+        _, ll0 = self.searcher.search(self.G, X[sub], C[sub], s2, self.kx[:X.shape[1]], self.ky[:X.shape[1]],
+                                      r, return_ll0=True)  # (b, S, nR) at T=1
+
+        def med_ess(T):
+            f = ll0.reshape(len(ll0), -1) / T
+            p = np.exp(f - f.max(axis=1, keepdims=True)).reshape(ll0.shape).sum(axis=1)
+            p /= p.sum(axis=1, keepdims=True)
+            return float(np.median(1.0 / (p**2).sum(axis=1)))
+
+        if med_ess(1.0) >= target:
+            return 1.0
+        lo, hi = 0.0, 8.0  # bisection on log2 T
+        while med_ess(2.0**hi) < target and hi < 40:
+            hi += 4
+        for _ in range(30):
+            mid = 0.5 * (lo + hi)
+            if med_ess(2.0**mid) < target:
+                lo = mid
+            else:
+                hi = mid
+        return float(2.0**hi)
+
+    def _apply_update(self, Bv, Wv, lr: float, r: float):
+        """Preconditioned step in Fourier space, then real-space constraints."""
+        self.H *= (1.0 - lr)
+        self.H += Wv
+        # per-shell regulariser: a small fraction of the shell's mean curvature (scale-free)
+        shells = np.minimum(np.rint(self._rshell_grid).astype(np.int64), self.box)
+        hsum = np.bincount(shells.ravel(), weights=self.H.ravel(), minlength=self.box + 1)
+        hcnt = np.bincount(shells.ravel(), weights=(self.H > 0).ravel().astype(np.float64),
+                           minlength=self.box + 1)
+        lam = (0.05 * hsum / np.maximum(hcnt, 1)).astype(np.float32)[shells]
+        upd = self.H > 0
+        self.G[upd] += (Bv[upd] - Wv[upd] * self.G[upd]) / (self.H[upd] + lam[upd] + 1e-30)
+        self._constrain(r)
+
+    def model_volume(self) -> np.ndarray:
+        """Real-space model (box^3): G is pre-compensated for gridding, so multiply it back."""
+        D, pad = self.box, self.p.pad
+        big = fourier.ift3c(self.G).real
+        a = pad * D // 2 - D // 2
+        return (big[a:a + D, a:a + D, a:a + D] * fourier.gridding_correction(D, pad)).astype(np.float32)
+
+    def set_model_volume(self, vol: np.ndarray):
+        self.G = fourier.volume_to_fourier(vol, self.p.pad)
+
+    def _constrain(self, r: float):
+        vol = self.model_volume()
+        D = self.box
+        outside = self.window < 1e-3
+        if outside.any():
+            vol -= np.median(vol[outside])  # the DC is not measured (ignored): background defines zero
+        vol = np.maximum(vol, 0) * self.window
+        # re-centre on the centre of mass (sub-pixel, through Fourier phases)
+        tot = vol.sum()
+        if tot > 0:
+            g = np.arange(D) - D // 2
+            com = np.array([(vol.sum(axis=(0, 1)) * g).sum(), (vol.sum(axis=(0, 2)) * g).sum(),
+                            (vol.sum(axis=(1, 2)) * g).sum()]) / tot  # (x, y, z)
+            if np.abs(com).max() > 0.25:
+                vol = _shift_volume(vol, -com)
+        vol = fourier.lowpass_volume(vol, r + 1.0, width=2.0)
+        self.set_model_volume(vol)
+
+    # ------------------------------------------------------------------------------ checkpoint
+    def state_dict(self) -> dict:
+        return dict(G=self.G, H=self.H, s2_shell=self.s2_shell, s2_count=self.s2_count,
+                    T0=np.nan if self.T0 is None else self.T0, iteration=self.iteration, order=self.order,
+                    cursor=self.cursor, seen=self.seen, R=self.R, t=self.t, idx=self.idx,
+                    rng_state=np.frombuffer(_pickle(self.rng.bit_generator.state), np.uint8))
+
+    def load_state(self, st: dict):
+        self.G = np.ascontiguousarray(st["G"], np.complex64)
+        self.H = np.ascontiguousarray(st["H"], np.float32)
+        self.s2_shell = st["s2_shell"] if st["s2_shell"].ndim else None
+        self.s2_count = float(st["s2_count"])
+        self.T0 = None if np.isnan(float(st["T0"])) else float(st["T0"])
+        self.iteration = int(st["iteration"])
+        self.order = np.asarray(st["order"])
+        self.cursor = int(st["cursor"])
+        self.seen = np.asarray(st["seen"], bool)
+        self.R = np.asarray(st["R"], np.float32)
+        self.t = np.asarray(st["t"], np.float32)
+        self.rng.bit_generator.state = _unpickle(np.asarray(st["rng_state"]).tobytes())
+
+    def params_dict(self) -> dict:
+        return asdict(self.p)
+
+
+def _pickle(obj) -> bytes:
+    import pickle
+
+    return pickle.dumps(obj)
+
+
+def _unpickle(b: bytes):
+    import pickle
+
+    return pickle.loads(b)
+
+
+def _shift_volume(vol: np.ndarray, s_xyz) -> np.ndarray:
+    """Shift a map by s (x, y, z) voxels through Fourier phases."""
+    D = vol.shape[0]
+    k = np.fft.fftfreq(D)
+    kz, ky, kx = np.meshgrid(k, k, k, indexing="ij")
+    ph = np.exp(-2j * np.pi * (kx * s_xyz[0] + ky * s_xyz[1] + kz * s_xyz[2]))
+    return np.fft.ifftn(np.fft.fftn(vol) * ph).real.astype(np.float32)
+
+
+def reconstruct(particles, params: SGDParams, idx=None, backend="cpu", progress=None, name="A"):
+    """Run SGD ab-initio on ``particles`` (all of them, or ``idx``).
+
+    Returns
+    -------
+    vol : float32 (box^3) final model
+    run : SGDRun (poses in run.R / run.t for run.idx, run.seen, run.log)
+    """
+    idx = np.arange(len(particles)) if idx is None else np.asarray(idx)
+    run = SGDRun(particles, idx, params, backend=backend, name=name)
+    while not run.done:
+        e = run.step()
+        if progress is not None:
+            progress(run, e)
+    return run.model_volume(), run
