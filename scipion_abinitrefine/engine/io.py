@@ -33,7 +33,7 @@ _MAX_OPEN_STACKS = 256
 
 
 class ParticleInputError(ValueError):
-    """Bad or inconsistent input data (STAR file, stacks, maps). The message says which file and what to do."""
+    """Bad or inconsistent input (STAR file, stacks, maps); the message names the file and what to do."""
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -149,7 +149,7 @@ def open_stack(path) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------------------
 
 class _StackCache:
-    """Thread-safe LRU of memory-mapped stacks (bounded, so thousands of stacks do not exhaust file handles)."""
+    """Thread-safe LRU of memory-mapped stacks (bounded, to spare file handles)."""
 
     def __init__(self, maxsize: int = _MAX_OPEN_STACKS):
         self.maxsize = maxsize
@@ -176,9 +176,11 @@ class _StackCache:
 
 def _str_array(x) -> np.ndarray:
     a = np.asarray(x)
-    if a.dtype != object:
-        a = a.astype(object)
-    return np.array([str(v) for v in a.ravel()], dtype=object) if a.size else np.empty(0, dtype=object)
+    if a.dtype == object and all(type(v) is str for v in a.ravel()[:1]):
+        return a.reshape(-1)  # already an object array of str (e.g. from subset): no per-element copy
+    out = np.empty(a.size, dtype=object)
+    out[:] = [str(v) for v in a.ravel()]
+    return out
 
 
 def _opt_float(x):
@@ -279,7 +281,8 @@ class ParticleSet:
     def subset(self, idx) -> ParticleSet:
         """New set with the particles ``idx`` (int array, bool mask or slice), in that order."""
         ii = self._index(idx)
-        ch = {name: (None if getattr(self, name) is None else getattr(self, name)[ii]) for name in _PER_PARTICLE}
+        ch = {name: (None if getattr(self, name) is None else getattr(self, name)[ii])
+              for name in _PER_PARTICLE}
         ch["ctf"] = self.ctf.subset(ii)
         return self._derive(**ch)
 
@@ -334,11 +337,12 @@ class ParticleSet:
             try:
                 out[grp[srt]] = block
             except (OSError, ValueError) as err:
-                raise ParticleInputError(f"cannot read images from '{path}' ({err}): check the file.") from err
+                raise ParticleInputError(
+                    f"cannot read images from '{path}' ({err}): check the file.") from err
         return out
 
     def check_finite(self, chunk: int = 4096) -> None:
-        """Scan all images; raise :class:`ParticleInputError` naming the first particle with NaN/Inf pixels."""
+        """Scan all images; raise :class:`ParticleInputError` naming the first particle with NaN/Inf."""
         n = len(self)
         for s in range(0, n, chunk):
             imgs = self.read_images(np.arange(s, min(n, s + chunk)))
@@ -415,8 +419,9 @@ class _Columns:
     def _map_optics(self):
         ngroups = len(next(iter(self.o.values()))) if self.o else 0
         if ngroups == 0:
-            raise ParticleInputError(f"STAR file '{self.star}' has an empty data_optics block: add one row per "
-                                     "optics group (voltage, Cs, amplitude contrast, pixel size, image size).")
+            raise ParticleInputError(
+                f"STAR file '{self.star}' has an empty data_optics block: add one row per optics group "
+                "(voltage, Cs, amplitude contrast, pixel size, image size).")
         if "rlnOpticsGroup" in self.o:
             ids = [self._parse_int(v, "rlnOpticsGroup", i, table="data_optics")
                    for i, v in enumerate(self.o["rlnOpticsGroup"])]
@@ -429,8 +434,8 @@ class _Columns:
                 g = self._parse_int(v, "rlnOpticsGroup", i)
                 if g not in lookup:
                     raise ParticleInputError(
-                        f"particle row {i + 1} of STAR file '{self.star}' has rlnOpticsGroup {g}, which is not "
-                        f"in data_optics (groups {sorted(lookup)}): fix the optics group of the particles.")
+                        f"particle row {i + 1} of STAR file '{self.star}' has rlnOpticsGroup {g}, which is "
+                        f"not in data_optics (groups {sorted(lookup)}): fix the particles' optics groups.")
                 rows[i] = lookup[g]
         elif ngroups == 1:
             rows = np.zeros(self.n, dtype=np.int64)
@@ -486,8 +491,8 @@ class _Columns:
                     float(v)
                 except ValueError:
                     raise ParticleInputError(
-                        f"column {col} of STAR file '{self.star}' ({table}) has the non-numeric value '{v}' at "
-                        f"row {i + 1}: fix the STAR file.") from None
+                        f"column {col} of STAR file '{self.star}' ({table}) has the non-numeric value "
+                        f"'{v}' at row {i + 1}: fix the STAR file.") from None
             raise
         if finite and not np.all(np.isfinite(arr)):
             i = int(np.argmin(np.isfinite(arr)))
@@ -508,8 +513,8 @@ def _parse_image_name(name: str, star: str, row: int) -> tuple[int, str]:
             k = 0
         if k < 1 or not path:
             raise ParticleInputError(
-                f"particle row {row + 1} of STAR file '{star}' has rlnImageName '{name}', which is not of the "
-                "form 'N@stack.mrcs' with N >= 1 (1-based): fix the image names.")
+                f"particle row {row + 1} of STAR file '{star}' has rlnImageName '{name}', which is not of "
+                "the form 'N@stack.mrcs' with N >= 1 (1-based): fix the image names.")
         k -= 1
     else:
         k, path = 0, name
@@ -620,8 +625,8 @@ def read_star(path, check_images=True) -> ParticleSet:
                           ("rlnSphericalAberration", f["rlnSphericalAberration"] >= 0, "must be >= 0 (mm)")):
         if not ok.all():
             i = int(np.argmin(ok))
-            raise ParticleInputError(f"{col} of STAR file '{star}' ({C.where(col)}) is {f[col][i]} for particle "
-                                     f"row {i + 1}: it {what}; fix the acquisition parameters.")
+            raise ParticleInputError(f"{col} of STAR file '{star}' ({C.where(col)}) is {f[col][i]} for "
+                                     f"particle row {i + 1}: it {what}; fix the acquisition parameters.")
 
     # --- pixel size ---
     apix_arr = C.floats("rlnImagePixelSize")
@@ -637,8 +642,9 @@ def read_star(path, check_images=True) -> ParticleSet:
         lo, hi = float(apix_arr.min()), float(apix_arr.max())
         if (hi - lo) / lo > _APIX_REL_TOL:
             raise ParticleInputError(
-                f"particles of STAR file '{star}' have different pixel sizes ({lo:g} to {hi:g} A, {apix_src}): "
-                "this job needs one pixel size; rescale/re-extract the particles to a common pixel size.")
+                f"particles of STAR file '{star}' have different pixel sizes ({lo:g} to {hi:g} A, "
+                f"{apix_src}): this job needs one pixel size; rescale/re-extract the particles to a common "
+                "pixel size.")
         apix = float(apix_arr[0])
     else:
         apix = None
@@ -675,7 +681,8 @@ def read_star(path, check_images=True) -> ParticleSet:
             elif nx != ref[1]:
                 raise ParticleInputError(
                     f"particles of STAR file '{star}' have mixed box sizes: stack '{ref[0]}' has {ref[1]} x "
-                    f"{ref[1]} images but stack '{p}' has {nx} x {nx}: re-extract all particles with one box.")
+                    f"{ref[1]} images but stack '{p}' has {nx} x {nx}: re-extract all particles with one "
+                    "box size.")
             hdr_apix[p] = vs
             cache.put(p, data)
             sel = stack_paths == p
@@ -684,8 +691,8 @@ def read_star(path, check_images=True) -> ParticleSet:
                 i = int(bad[0])
                 raise ParticleInputError(
                     f"particle row {i + 1} of STAR file '{star}' (image '{names[i]}') refers to image "
-                    f"{stack_index[i] + 1} of stack '{p}', which has only {n_img} image(s): the STAR file does "
-                    "not match the stacks; re-extract or fix rlnImageName.")
+                    f"{stack_index[i] + 1} of stack '{p}', which has only {n_img} image(s): the STAR file "
+                    "does not match the stacks; re-extract or fix rlnImageName.")
         box = ref[1]
         if star_box is not None and star_box != box:
             raise ParticleInputError(
@@ -702,9 +709,9 @@ def read_star(path, check_images=True) -> ParticleSet:
         for p, v in set_apix.items():
             if abs(v - apix) / apix > _APIX_REL_TOL:
                 raise ParticleInputError(
-                    f"pixel size disagreement: STAR file '{star}' gives {apix:g} A/px ({apix_src}) but the MRC "
-                    f"header of stack '{p}' says {v:g} A/px: fix rlnImagePixelSize (or the stack header) so "
-                    "they agree.")
+                    f"pixel size disagreement: STAR file '{star}' gives {apix:g} A/px ({apix_src}) but the "
+                    f"MRC header of stack '{p}' says {v:g} A/px: fix rlnImagePixelSize (or the stack header) "
+                    "so they agree.")
     else:
         if apix is None:
             raise ParticleInputError(
