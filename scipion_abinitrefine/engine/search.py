@@ -112,7 +112,6 @@ class PoseSearch:
         temperature : posterior temperature (>= 1 anneals)
         n_keep : poses returned per image (for back-projection), with posterior weights
         """
-        xp = self.be.xp
         radii = self.levels(r)
         B = X.shape[0]
         inv_s2 = (1.0 / s2).astype(np.float32)

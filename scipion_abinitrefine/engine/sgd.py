@@ -285,7 +285,8 @@ class SGDRun:
         self._apply_update(Bv, Wv, lr, r)
         t2 = time.time()
         self.iteration += 1
-        entry = dict(half=self.name, iteration=it, radius=float(r), resolution_A=float(self.box * self.apix / r),
+        entry = dict(half=self.name, iteration=it, radius=float(r),
+                     resolution_A=float(self.box * self.apix / r),
                      minibatch=int(len(sel)), ess=float(np.median(res.ess)), temperature=float(T),
                      lr=float(lr), seen=int(self.seen.sum()), t_search=t1 - t0, t_update=t2 - t1,
                      seconds=t2 - t0)
@@ -360,6 +361,61 @@ class SGDRun:
                 vol = _shift_volume(vol, -com)
         vol = fourier.lowpass_volume(vol, r + 1.0, width=2.0)
         self.set_model_volume(vol)
+
+    # ------------------------------------------------------------------------------ finish
+    def final_pass(self, batch: int = 128, progress=None) -> np.ndarray:
+        """Final poses of every seen particle against the final model, and the half-map.
+
+        Poses are searched at the maximum resolution (T = 1); the map is the direct Fourier reconstruction
+        B / (W + lambda) from the posterior-weighted poses out to Nyquist - 1 (information beyond the
+        maximum resolution was never used for alignment), gridding-corrected.
+        """
+        D, pad = self.box, self.p.pad
+        rfull = D / 2 - 1
+        kxf, kyf = fourier.half_plane_points(rfull)
+        shf = np.minimum(shell_index(kxf, kyf), len(self.s2_shell) - 1)
+        s2f = self.s2_shell[shf].astype(np.float32)
+        m_search = fourier.n_points_within(kxf, kyf, self.r_max)
+        acc = self.be.accumulator(pad * D)
+        sel_all = np.flatnonzero(self.seen)
+        for a in range(0, len(sel_all), batch):
+            sel = sel_all[a:a + batch]
+            gidx = self.idx[sel]
+            img = normalise_images(self.data.read_images(gidx), self.rp)
+            X = fourier.gather_points(fourier.ft2c(img), kxf, kyf).astype(np.complex64)
+            C = ctf_at(self.data.ctf, gidx, kxf / (D * self.apix), kyf / (D * self.apix))
+            res = self.searcher.search(self.G, X[:, :m_search], C[:, :m_search], s2f[:m_search],
+                                       kxf, kyf, self.r_max, n_keep=self.p.n_backproject)
+            self.R[sel] = res.R[:, 0]
+            self.t[sel] = res.t[:, 0]
+            nb = res.R.shape[1]
+            ph = fourier.shift_phases(kxf, kyf, res.t.reshape(-1, 2), D).reshape(len(sel), nb, -1)
+            w = res.w[:, :, None]
+            inv = (1.0 / s2f)[None, None, :]
+            vals = (w * C[:, None, :] * inv * X[:, None, :] * ph).reshape(len(sel) * nb, -1)
+            wts = np.broadcast_to((w * C[:, None, :] ** 2 * inv), (len(sel), nb, len(kxf))).reshape(vals.shape)
+            acc.insert(res.R.reshape(-1, 3, 3), kxf, kyf, pad, vals, wts)
+            if progress is not None:
+                progress(self, min(a + batch, len(sel_all)), len(sel_all))
+        Bv, Wv = acc.result()
+        shells = np.minimum(np.rint(self._rshell_grid).astype(np.int64), D)
+        wsum = np.bincount(shells.ravel(), weights=Wv.ravel(), minlength=D + 1)
+        wcnt = np.bincount(shells.ravel(), weights=(Wv > 0).ravel().astype(np.float64), minlength=D + 1)
+        lam = (0.01 * wsum / np.maximum(wcnt, 1)).astype(np.float32)[shells]
+        Fr = np.where(Wv > 0, Bv / (Wv + lam + 1e-30), 0).astype(np.complex64)
+        Fr[self._rshell_grid > rfull + 0.5] = 0
+        return fourier.fourier_to_volume(Fr, D, pad)
+
+    def apply_alignment(self, aln, transform_map, transform_poses):
+        """Move this half into another frame: model, curvature and poses (see :mod:`align`)."""
+        vol = transform_map(self.model_volume(), aln)
+        self.set_model_volume(vol)
+        rot_only = type(aln)(R=aln.R, shift=np.zeros(3), flip=aln.flip, score=aln.score)
+        self.H = np.maximum(transform_map(self.H, rot_only), 0).astype(np.float32)
+        Rn, on = transform_poses(self.R.astype(np.float64), self.t.astype(np.float64) * self.apix, aln,
+                                 self.apix)
+        self.R = np.asarray(Rn, np.float32)
+        self.t = (np.asarray(on) / self.apix).astype(np.float32)
 
     # ------------------------------------------------------------------------------ checkpoint
     def state_dict(self) -> dict:

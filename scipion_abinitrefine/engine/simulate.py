@@ -101,8 +101,8 @@ def points_to_images(vals: np.ndarray, kx, ky, box: int) -> np.ndarray:
     return fourier.ift2c(F).real.astype(np.float32)
 
 
-def project(vol: np.ndarray, R: np.ndarray, origins_px: np.ndarray | None = None, ctf: CTFParams | None = None,
-            apix: float = 1.0, pad: int = 2, F: np.ndarray | None = None) -> np.ndarray:
+def project(vol: np.ndarray, R: np.ndarray, origins_px: np.ndarray | None = None,
+            ctf: CTFParams | None = None, apix: float = 1.0, pad: int = 2, F: np.ndarray | None = None) -> np.ndarray:
     """Projections of ``vol`` along rotations R (n,3,3), shifted by -origin (px), times CTF (optional)."""
     box = vol.shape[0]
     if F is None:

@@ -42,7 +42,7 @@ def test_insert_matches_reference_and_is_hermitian():
 
 
 def test_volume_fourier_round_trip_and_slice_of_projection():
-    """A slice at A = I is the 2D transform of the z-projection (Fourier-slice theorem, gridding corrected)."""
+    """A slice at A = I is the 2D transform of the z-projection (Fourier-slice theorem)."""
     from scipion_abinitrefine.engine import simulate
 
     vol = simulate.make_phantom(32, 3.0)
