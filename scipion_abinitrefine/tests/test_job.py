@@ -1,0 +1,132 @@
+"""The whole job on tiny simulated sets: outputs, gold-standard consistency, continue, bad input."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from scipion_abinitrefine.engine import fsc, io
+from scipion_abinitrefine.engine.job import JobInputError, JobParams, choose_used, run_job, split_halves
+
+TINY = dict(max_res_A=12.0, init_iters=20, final_iters=10, radius_step=0.3, init_minibatch=60, final_minibatch=100,
+            minibatch_switch_iter=30, lr_duration=15, align_every=20, backend="cpu")
+CLI_TINY = ["--max-res", "12", "--init-iters", "20", "--final-iters", "10", "--fourier-radius-step", "0.3",
+            "--init-minibatch", "60", "--final-minibatch", "100", "--minibatch-switch", "30", "--lr-duration", "15",
+            "--align-every", "20", "--backend", "cpu"]
+
+
+def simulate(out, n=300, snr=0.1):
+    subprocess.run([sys.executable, "-m", "scipion_abinitrefine.cli", "simulate", "--out", str(out), "--n", str(n),
+                    "--box", "32", "--apix", "4", "--snr", str(snr), "--seed", "3"], check=True,
+                   capture_output=True)
+    return os.path.join(out, "particles.star")
+
+
+@pytest.fixture(scope="module")
+def tiny_job(tmp_path_factory):
+    d = tmp_path_factory.mktemp("job")
+    star = simulate(d / "data")
+    res = run_job(star, str(d / "out"), JobParams(**TINY, num_particles=260), log=lambda *a, **k: None)
+    return star, d / "out", res
+
+
+def test_outputs_read_back(tiny_job):
+    star, out, res = tiny_job
+    for f in ("particles.star", "unused.star", "half_map_A.mrc", "half_map_B.mrc", "map.mrc", "fsc.csv",
+              "fsc.star", "fsc.png", "slices.png", "angdist.png", "log.json", "result.json"):
+        assert (out / f).exists(), f
+    inp = io.read_star(star)
+    used = io.read_star(str(out / "particles.star"))
+    unused = io.read_star(str(out / "unused.star"))
+    assert len(used) + len(unused) == len(inp)
+    assert len(used) <= 260 and res["n_used"] == len(used)
+    # the same images: (stack, index) pairs are disjoint and cover the input
+    key = lambda ps: set(zip(ps.stack_paths, ps.stack_index))  # noqa: E731
+    assert key(used) | key(unused) == key(inp) and not key(used) & key(unused)
+    assert set(np.unique(used.half)) == {1, 2}
+    assert used.rot is not None and np.all(np.isfinite(used.rot)) and np.all((used.tilt >= 0) & (used.tilt <= 180))
+    a, apix = io.read_mrc(str(out / "half_map_A.mrc"))
+    assert a.shape == (32, 32, 32) and apix == pytest.approx(4.0)
+    table = np.genfromtxt(out / "fsc.csv", delimiter=",", names=True)
+    assert len(table) == 17 and "fsc_corrected" in table.dtype.names
+    log = json.load(open(out / "log.json"))
+    assert {e["half"] for e in log["iterations"]} == {"A", "B"} and log["alignments"]
+
+
+def test_halves_share_frame_and_hand(tiny_job):
+    _, out, res = tiny_job
+    a, _ = io.read_mrc(str(out / "half_map_A.mrc"))
+    b, _ = io.read_mrc(str(out / "half_map_B.mrc"))
+    curve = fsc.fsc_curve(a, b, fsc.soft_auto_mask(0.5 * (a + b), 4.0))
+    # low resolution (shells 1..3: >= 40 A): the two independent halves agree strongly
+    assert curve[1:4].min() > 0.9, curve[:6]
+    assert res["resolution_A"] < 30.0
+
+
+def test_split_is_deterministic_and_balanced():
+    h1 = split_halves(1001, 7)
+    assert np.array_equal(h1, split_halves(1001, 7)) and not np.array_equal(h1, split_halves(1001, 8))
+    assert abs((h1 == 1).sum() - (h1 == 2).sum()) <= 1
+    mics = np.repeat(np.arange(50), 20)
+    hm = split_halves(1000, 1, mics)
+    for m in range(50):  # a micrograph never straddles the halves
+        assert len(np.unique(hm[mics == m])) == 1
+    used = choose_used(h1, 200, 3)
+    assert used.sum() == 200 and abs((h1[used] == 1).sum() - (h1[used] == 2).sum()) <= 1
+
+
+def test_bad_parameters_fail_before_compute(tmp_path):
+    star = simulate(tmp_path / "data", n=150)
+    out = tmp_path / "out"
+    cases = [(dict(max_res_A=7.0), "Nyquist"), (dict(), "minibatch"),
+             (dict(max_res_A=24.0, align_res_A=20.0, final_minibatch=50, init_minibatch=50), "alignment")]
+    for kw, word in cases:
+        p = dict(TINY)
+        p.update(kw)
+        with pytest.raises(JobInputError, match=word):
+            run_job(star, str(out), JobParams(**p), log=lambda *a, **k: None)
+    assert not out.exists()  # nothing was written
+
+
+def test_kill_and_continue(tmp_path):
+    star = simulate(tmp_path / "data", n=240)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "scipion_abinitrefine.cli", "run", "--particles", star, "--out", str(out),
+           "--checkpoint-minutes", "0", "--threads", "1"] + CLI_TINY
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    ck = out / "checkpoint.npz"
+    t0 = time.time()
+    while time.time() - t0 < 300:  # wait for a checkpoint written some iterations in
+        if ck.exists() and ck.stat().st_size > 0:
+            with np.load(ck) as z:
+                if int(z["A__iteration"]) >= 8:
+                    break
+        time.sleep(0.5)
+    os.killpg(p.pid, signal.SIGKILL)
+    p.wait()
+    assert not (out / "result.json").exists()
+    with np.load(ck) as z:
+        it_killed = int(z["A__iteration"])
+    again = subprocess.run(cmd, capture_output=True, text=True)  # without --continue: refuses, loses nothing
+    assert again.returncode != 0 and "--continue" in again.stderr and ck.exists()
+    done = subprocess.run(cmd + ["--continue"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"continuing from checkpoint: iteration {it_killed}" in done.stdout
+    log = json.load(open(out / "log.json"))["iterations"]
+    its = sorted(e["iteration"] for e in log if e["half"] == "A")
+    assert its == list(range(len(its))) and its[-1] >= it_killed  # one continuous history
+    assert io.read_star(str(out / "particles.star")).half is not None
+
+
+def test_pure_noise_stays_uncorrelated(tmp_path):
+    """No Einstein-from-noise: on pure-noise particles the halves share nothing beyond 20 A."""
+    star = simulate(tmp_path / "data", n=240, snr=0.0)
+    res = run_job(star, str(tmp_path / "out"), JobParams(**TINY), log=lambda *a, **k: None)
+    table = np.genfromtxt(tmp_path / "out" / "fsc.csv", delimiter=",", names=True)
+    beyond = table["resolution_A"] < 18.0
+    assert np.all(table["fsc_corrected"][beyond] < 0.143), table["fsc_corrected"][beyond]
+    assert res["resolution_A"] > 18.0
