@@ -6,10 +6,10 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint bench clean-venv
 
-$(STAMP): setup.py
+$(STAMP): setup.py Makefile
 	test -x $(VPY) || $(PY) -m venv $(VENV)
 	$(VPY) -m pip install -q --upgrade pip wheel setuptools
-	$(VPY) -m pip install -q -e '.[scipion,test]' numba-cuda
+	$(VPY) -m pip install -q -e '.[scipion,test]' 'numba-cuda[cu13]'
 	touch $(STAMP)
 
 demo: $(STAMP)

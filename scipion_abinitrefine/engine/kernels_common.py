@@ -25,9 +25,9 @@ def sample_trilinear(Fv, x, y, z):
     z0 = int32(math.floor(z))
     if x0 < 0 or y0 < 0 or z0 < 0 or x0 + 1 >= n or y0 + 1 >= n or z0 + 1 >= n:
         return float32(0.0), float32(0.0)
-    fx = float32(x - x0)
-    fy = float32(y - y0)
-    fz = float32(z - z0)
+    fx = x - float32(x0)  # float32 - float32: mixing int32 and float32 would promote to float64
+    fy = y - float32(y0)
+    fz = z - float32(z0)
     gx = float32(1.0) - fx
     gy = float32(1.0) - fy
     gz = float32(1.0) - fz
