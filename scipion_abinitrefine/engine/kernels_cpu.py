@@ -22,7 +22,7 @@ _sample = njit(kc.sample_trilinear, inline="always")
 _corner_weight = njit(kc.corner_weight, inline="always")
 
 
-@njit(parallel=True, fastmath=True, cache=True)
+@njit(parallel=True, fastmath=True)  # no cache: numba would not see edits to kernels_common
 def extract_slices_kernel(Fv, R, kx, ky, pad, out):
     n = R.shape[0]
     m = kx.shape[0]
@@ -57,7 +57,7 @@ def _splat(Bv, Wv, x, y, z, re, im, w):
         Wv[zi, yi, xi] += cw * w
 
 
-@njit(parallel=True, fastmath=True, cache=True)
+@njit(parallel=True, fastmath=True)  # no cache: numba would not see edits to kernels_common
 def insert_slices_kernel(Bbuf, Wbuf, R, kx, ky, pad, vals, wts):
     """Accumulate slices into per-thread buffers Bbuf (T, Dp,Dp,Dp, 2), Wbuf (T, Dp,Dp,Dp).
 

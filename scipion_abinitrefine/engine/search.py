@@ -118,7 +118,7 @@ class PoseSearch:
         Rg = base_rotations()
         m0 = fourier.n_points_within(kx, ky, radii[0])
         shifts, s_step = self.base_shifts(radii[0])
-        P0 = self.be.extract_slices(F, Rg, kx[:m0], ky[:m0], self.pad)  # (nR, m0)
+        P0 = self.be.to_host(self.be.extract_slices(F, Rg, kx[:m0], ky[:m0], self.pad))  # (nR, m0)
         ll0_all = [] if return_ll0 else None
         K = min(self.top_k, len(Rg) * len(shifts))
         parR = np.empty((B, K, 3, 3), np.float32)
@@ -169,7 +169,7 @@ class PoseSearch:
         """Score given poses R (B, n, 3, 3), t (B, n, 2) at radius k; return the best ``keep`` sorted."""
         B, n = R.shape[:2]
         m = fourier.n_points_within(kx, ky, k)
-        P = self.be.extract_slices(F, R.reshape(-1, 3, 3), kx[:m], ky[:m], self.pad).reshape(B, n, m)
+        P = self.be.to_host(self.be.extract_slices(F, R.reshape(-1, 3, 3), kx[:m], ky[:m], self.pad)).reshape(B, n, m)
         ph = fourier.shift_phases(kx[:m], ky[:m], t.reshape(-1, 2), self.box).reshape(B, n, m)
         Xs = X[:, None, :m] * ph
         w = C[:, None, :m] * inv_s2[None, None, :m]
@@ -188,7 +188,8 @@ class PoseSearch:
         d = sstep / 4.0
         offs = np.array([[-d, -d], [d, -d], [-d, d], [d, d]], np.float32)
         cht = part.reshape(-1, 1, 2) + offs[None]  # (BK, 4, 2)
-        P = self.be.extract_slices(F, chR.reshape(-1, 3, 3), kx[:m], ky[:m], self.pad).reshape(B * K, 8, m)
+        P = self.be.to_host(self.be.extract_slices(F, chR.reshape(-1, 3, 3), kx[:m], ky[:m], self.pad))
+        P = P.reshape(B * K, 8, m)
         ph = fourier.shift_phases(kx[:m], ky[:m], cht.reshape(-1, 2), self.box).reshape(B, K, 4, m)
         Xs = (X[:, None, None, :m] * ph).reshape(B * K, 4, m)
         w = np.repeat(C[:, :m] * inv_s2[None, :m], K, axis=0)  # (BK, m)

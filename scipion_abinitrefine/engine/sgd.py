@@ -277,9 +277,9 @@ class SGDRun:
         vals = (w * C[:, None, :] * inv * Xc).reshape(-1, m)
         wts = (w * C[:, None, :] ** 2 * inv).reshape(-1, m)
         self.acc.insert(res.R.reshape(-1, 3, 3), kx, ky, self.p.pad, vals, np.broadcast_to(wts, vals.shape))
-        Bv, Wv = self.acc.result()
+        Bv, Wv = (self.be.to_host(a) for a in self.acc.result())
         # noise update from the best pose at radius r
-        Pbest = self.be.extract_slices(self.G, res.R[:, 0], kx, ky, self.p.pad)
+        Pbest = self.be.to_host(self.be.extract_slices(self.G, res.R[:, 0], kx, ky, self.p.pad))
         self._update_noise(Xc[:, 0], C, Pbest, m)
         lr = self.lr_at(it)
         self._apply_update(Bv, Wv, lr, r)
@@ -397,7 +397,7 @@ class SGDRun:
             acc.insert(res.R.reshape(-1, 3, 3), kxf, kyf, pad, vals, wts)
             if progress is not None:
                 progress(self, min(a + batch, len(sel_all)), len(sel_all))
-        Bv, Wv = acc.result()
+        Bv, Wv = (self.be.to_host(a) for a in acc.result())
         shells = np.minimum(np.rint(self._rshell_grid).astype(np.int64), D)
         wsum = np.bincount(shells.ravel(), weights=Wv.ravel(), minlength=D + 1)
         wcnt = np.bincount(shells.ravel(), weights=(Wv > 0).ravel().astype(np.float64), minlength=D + 1)
