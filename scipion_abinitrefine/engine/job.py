@@ -170,7 +170,7 @@ class Job:
                 el = time.time() - t_start
                 self.say(f"iter {it:5d}/{n_tot}  res {e['resolution_A']:6.2f} A  minibatch {e['minibatch']:4d}  "
                          f"ESS A {A.log[-1]['ess']:7.1f} B {B.log[-1]['ess']:7.1f}  lr {e['lr']:.3f}  "
-                         f"seen {A.seen.sum() + B.seen.sum()}  {el:7.1f} s", flush=True)
+                         f"seen {A.seen.sum() + B.seen.sum()}  {el:7.1f} s  ETA {_eta(A, el):>8s}", flush=True)
             if self.p.align_every > 0 and it >= self.p.init_iters and it % self.p.align_every == 0:
                 self.align_halves()
             if time.time() - last_ckpt > 60 * self.p.checkpoint_minutes:
@@ -232,6 +232,16 @@ class Job:
         self.say(f"gold-standard resolution (FSC 0.143, corrected): {gs['resolution']:.2f} A; "
                  f"{len(used)} particles used, {len(unused)} unused; outputs in {self.out}")
         return result
+
+
+def _eta(run, elapsed: float) -> str:
+    """Remaining SGD time, extrapolated from the cost of the iterations so far (later ones cost more)."""
+    done = sum(e["seconds"] for e in run.log)
+    if not run.log or done <= 0:
+        return "?"
+    per = sum(e["seconds"] for e in run.log[-10:]) / min(10, len(run.log))
+    left = 2 * per * (run.n_iters - run.iteration)  # two halves
+    return time.strftime("%H:%M:%S", time.gmtime(left))
 
 
 def run_job(particles, out_dir: str, params: JobParams, resume: bool = False, log=print) -> dict:
