@@ -1,95 +1,161 @@
-"""Fourier shell correlation, soft auto-mask and the phase-randomisation correction (Chen et al. 2013)."""
+"""Fourier shell correlation, soft auto-mask and the phase-randomisation correction (Chen et al. 2013).
+
+Shells: a voxel of a centred transform belongs to shell ``round(|k|)`` (k in index units); curves have
+``D//2 + 1`` entries (shells 0..D//2, Nyquist last); shell s is the spatial frequency s / (D * apix) 1/A.
+"""
 from __future__ import annotations
 
 import numpy as np
+import scipy.fft as sfft
 from scipy import ndimage
 
 from . import fourier
 
 
-def _shells(shape):
+def _shells(shape) -> np.ndarray:
     return np.rint(fourier.radial_index(shape)).astype(np.int64)
 
 
 def fsc_curve(a, b, mask=None) -> np.ndarray:
-    """FSC per integer Fourier shell 0..D//2 (index units) of two maps (optionally masked first)."""
+    """FSC of two maps per integer Fourier shell 0..D//2 (index units).
+
+    Parameters
+    ----------
+    a, b : (D, D, D) real maps
+    mask : optional real-space mask multiplied into both maps first
+
+    Returns
+    -------
+    float64 (D//2 + 1,); shells with no power give 0.
+    """
+    a = np.asarray(a, dtype=np.float32)
+    b = np.asarray(b, dtype=np.float32)
     if mask is not None:
         a, b = a * mask, b * mask
     D = a.shape[0]
     A, B = fourier.ft3c(a), fourier.ft3c(b)
     sh = _shells(a.shape).ravel()
-    num = np.bincount(sh, (A * np.conj(B)).real.ravel(), minlength=D)
-    den = np.sqrt(np.bincount(sh, (np.abs(A) ** 2).ravel(), minlength=D) *
-                  np.bincount(sh, (np.abs(B) ** 2).ravel(), minlength=D))
-    return (num / np.maximum(den, 1e-30))[: D // 2 + 1]
+    n = D // 2 + 1
+    keep = sh < n  # corners beyond Nyquist are not shells
+    sh = sh[keep]
+    A, B = A.ravel()[keep], B.ravel()[keep]
+    num = np.bincount(sh, (A * np.conj(B)).real, minlength=n)
+    paa = np.bincount(sh, (A.real**2 + A.imag**2), minlength=n)
+    pbb = np.bincount(sh, (B.real**2 + B.imag**2), minlength=n)
+    den = np.sqrt(paa * pbb)
+    return np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
 
 
 def shell_freqs(box: int, apix: float) -> np.ndarray:
+    """Spatial frequency (1/A) of shells 0..box//2."""
     return np.arange(box // 2 + 1) / (box * apix)
 
 
 def resolution_at(fsc, box: int, apix: float, threshold: float = 0.143) -> float:
-    """Resolution (A) where the FSC first falls below ``threshold`` (after shell 1), interpolated."""
+    """Resolution (A) where the FSC first falls below ``threshold`` after shell 1.
+
+    The crossing is linearly interpolated in frequency between the last shell above and the first below;
+    a curve that never crosses gives Nyquist (2 * apix).
+    """
+    fsc = np.asarray(fsc, dtype=np.float64)
     f = shell_freqs(box, apix)
     for i in range(2, len(fsc)):
         if fsc[i] < threshold:
-            x0, x1, y0, y1 = f[i - 1], f[i], fsc[i - 1], fsc[i]
-            fx = x0 + (y0 - threshold) / (y0 - y1) * (x1 - x0) if y0 != y1 else x1
+            y0, y1 = fsc[i - 1], fsc[i]
+            frac = (y0 - threshold) / (y0 - y1) if y0 > y1 else 1.0
+            fx = f[i - 1] + frac * (f[i] - f[i - 1])
             return float(1.0 / fx)
     return float(2.0 * apix)
 
 
 def soft_auto_mask(vol, apix, lowpass_A=15.0, threshold=None, dilate_A=6.0, soft_A=6.0) -> np.ndarray:
-    """Low-pass, threshold, largest component, dilate, raised-cosine edge; float32 in [0, 1]."""
+    """Soft solvent mask of a map: float32 in [0, 1].
+
+    Steps: low-pass to ``lowpass_A``; binarise at ``threshold`` (default: the larger of 10% of the
+    low-passed maximum and a noise floor, median + 5 robust sigmas of the region outside a sphere of
+    radius 0.45 box, so noisy maps do not grow masks into the solvent); keep the largest connected
+    component; dilate by ``dilate_A``; then a raised-cosine fall to 0 over ``soft_A``.
+    """
+    vol = np.asarray(vol, dtype=np.float32)
     D = vol.shape[0]
     lp = fourier.lowpass_volume(vol, D * apix / lowpass_A, width=2.0)
     if threshold is None:
-        # a robust level: a fraction of a high percentile of the low-passed map
-        threshold = 0.15 * np.percentile(lp, 99.9)
+        outside = lp[fourier.radial_index(lp.shape) > 0.45 * D]
+        med = float(np.median(outside))
+        mad = 1.4826 * float(np.median(np.abs(outside - med)))
+        threshold = max(0.1 * float(lp.max()), med + 5.0 * mad)
     binm = lp > threshold
+    if not binm.any():  # flat map: nothing above the level, keep the brightest voxel
+        binm = lp >= lp.max()
     lab, n = ndimage.label(binm)
     if n > 1:
-        sizes = ndimage.sum(binm, lab, range(1, n + 1))
-        binm = lab == (1 + int(np.argmax(sizes)))
-    dist = ndimage.distance_transform_edt(~binm) * apix
-    m = np.where(dist <= dilate_A, 1.0,
-                 np.where(dist <= dilate_A + soft_A, 0.5 * (1 + np.cos(np.pi * (dist - dilate_A) / soft_A)), 0.0))
-    return m.astype(np.float32)
+        sizes = np.bincount(lab.ravel())
+        sizes[0] = 0
+        binm = lab == int(np.argmax(sizes))
+    dist = ndimage.distance_transform_edt(~binm) * apix  # A from the binary object (0 inside)
+    t = np.clip((dist - dilate_A) / max(soft_A, 1e-6), 0.0, 1.0)
+    return (0.5 * (1.0 + np.cos(np.pi * t))).astype(np.float32)
 
 
-def phase_randomize(vol, from_shell: int, seed: int = 0) -> np.ndarray:
-    """Randomise Fourier phases beyond ``from_shell`` (Hermitian-consistent via the real FFT)."""
+def phase_randomize(vol, from_shell, seed) -> np.ndarray:
+    """Copy of ``vol`` with uniformly random Fourier phases in shells >= ``from_shell`` (amplitudes kept).
+
+    The random phases are those of the transform of real white noise, hence Hermitian-consistent
+    (phase(-k) = -phase(k), real at self-conjugate frequencies): the result is exactly real.
+    """
+    vol = np.asarray(vol, dtype=np.float32)
     rng = np.random.default_rng(seed)
-    F = np.fft.rfftn(vol)
-    D = vol.shape[0]
-    kz = np.fft.fftfreq(D) * D
-    ky = np.fft.fftfreq(D) * D
-    kx = np.fft.rfftfreq(D) * D
-    r = np.sqrt(kz[:, None, None] ** 2 + ky[None, :, None] ** 2 + kx[None, None, :] ** 2)
-    sel = r > from_shell
-    F[sel] = np.abs(F[sel]) * np.exp(2j * np.pi * rng.random(int(sel.sum())))
-    return np.fft.irfftn(F, s=vol.shape).astype(np.float32)
+    F = sfft.rfftn(vol)  # amplitudes and shells do not depend on where the origin is
+    N = sfft.rfftn(rng.standard_normal(vol.shape).astype(np.float32))
+    D = vol.shape
+    kz = sfft.fftfreq(D[0]) * D[0]
+    ky = sfft.fftfreq(D[1]) * D[1]
+    kx = sfft.rfftfreq(D[2]) * D[2]
+    shell = np.rint(np.sqrt(kz[:, None, None] ** 2 + ky[None, :, None] ** 2 + kx[None, None, :] ** 2))
+    sel = shell >= from_shell
+    an = np.abs(N[sel])
+    F[sel] = np.abs(F[sel]) * np.where(an > 0, N[sel] / np.where(an > 0, an, 1.0), 1.0)
+    return sfft.irfftn(F, s=vol.shape).astype(np.float32)
 
 
 def gold_standard_fsc(h1, h2, apix, mask=None, seed=0) -> dict:
-    """Unmasked, masked, phase-randomised masked and corrected FSC; resolution at 0.143 (corrected)."""
+    """Gold-standard half-map FSC with the phase-randomisation mask correction (Chen et al. 2013).
+
+    ``randomize_from_shell`` (c) is the first shell (> 0) where the unmasked FSC drops below 0.8. Both
+    halves get independent random phases in shells >= c; the masked FSC of these maps measures the
+    correlation the mask alone creates. The corrected FSC is the masked FSC up to shell c and
+    (masked - random) / (1 - random) beyond it. (RELION switches two shells later, at c + 2, to skip
+    noisy ratios at the randomisation edge; we switch at c + 1: the corrected value is below the masked
+    one wherever the random-phase FSC is positive, as it is right past c, so this is the more
+    conservative choice where a tight mask inflates the masked curve there.) If the unmasked FSC
+    never drops below 0.8, nothing is randomised and the corrected curve is the masked one.
+
+    Returns
+    -------
+    dict with per-shell arrays 'shell', 'freq' (1/A), 'resolution_A' (inf at shell 0), 'fsc_unmasked',
+    'fsc_masked', 'fsc_randomized', 'fsc_corrected'; 'resolution' (A at 0.143 of the corrected curve);
+    'mask' (the mask used; auto-mask of the average if none given); 'randomize_from_shell'.
+    """
+    h1 = np.asarray(h1, dtype=np.float32)
+    h2 = np.asarray(h2, dtype=np.float32)
     D = h1.shape[0]
     if mask is None:
         mask = soft_auto_mask(0.5 * (h1 + h2), apix)
     unm = fsc_curve(h1, h2)
     msk = fsc_curve(h1, h2, mask)
     below = np.flatnonzero(unm[1:] < 0.8)
-    cut = int(below[0] + 1) if len(below) else D // 2
-    if cut < D // 2:
+    cut = int(below[0] + 1) if len(below) else len(unm)
+    corr = msk.copy()
+    if cut < len(unm):
         rnd = fsc_curve(phase_randomize(h1, cut, seed), phase_randomize(h2, cut, seed + 1), mask)
+        beyond = np.arange(len(msk)) > cut
+        # rand -> 1 only where the mask dominates everything; keep the division finite there
+        corr[beyond] = (msk[beyond] - rnd[beyond]) / np.maximum(1.0 - rnd[beyond], 1e-3)
     else:
         rnd = np.zeros_like(msk)
-    corr = msk.copy()
-    beyond = np.arange(len(msk)) > cut + 1
-    corr[beyond] = (msk[beyond] - rnd[beyond]) / np.maximum(1.0 - rnd[beyond], 1e-6)
     freq = shell_freqs(D, apix)
     with np.errstate(divide="ignore"):
-        res = np.where(freq > 0, 1.0 / np.where(freq > 0, freq, 1), np.inf)
+        res = np.where(freq > 0, 1.0 / np.where(freq > 0, freq, 1.0), np.inf)
     return dict(shell=np.arange(len(msk)), freq=freq, resolution_A=res, fsc_unmasked=unm, fsc_masked=msk,
                 fsc_randomized=rnd, fsc_corrected=corr, resolution=resolution_at(corr, D, apix), mask=mask,
                 randomize_from_shell=cut)

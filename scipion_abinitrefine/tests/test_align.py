@@ -1,0 +1,118 @@
+"""Map alignment: transform convention, pose transform equivalence, recovery of rotation + shift + hand."""
+import time
+
+import numpy as np
+import pytest
+
+from scipion_abinitrefine.engine import align, fourier, kernels_cpu, so3
+from scipion_abinitrefine.engine.align import MapAlignment
+from scipion_abinitrefine.tests.test_fsc import blob_map
+
+
+def noisy(v, rng, level):
+    return (v + rng.normal(scale=level * v.std(), size=v.shape)).astype(np.float32)
+
+
+def test_transform_map_mirror_and_shift_conventions():
+    D = 32
+    v = blob_map(D, 1)
+    # flip with identity rotation: V'(x, y, z) = V(x, y, -z) about the centre voxel
+    m = align.transform_map(v, MapAlignment(np.eye(3), np.zeros(3), True, 0.0))
+    assert np.allclose(m[1:], v[:0:-1], atol=1e-5)
+    assert np.allclose(m[0], 0.0)
+    # integer shift (x, y, z) moves the density by +t
+    s = align.transform_map(v, MapAlignment(np.eye(3), np.array([2.0, -1.0, 3.0]), False, 0.0))
+    inner = (slice(4, -4),) * 3  # away from what np.roll wraps around
+    assert np.allclose(s[inner], np.roll(v, (3, -1, 2), axis=(0, 1, 2))[inner], atol=1e-4)
+    # rotation by 90 deg about z: V'(r) = V(Q^T r) puts the density at +x onto +y
+    Q = np.array([[0.0, -1, 0], [1, 0, 0], [0, 0, 1]])
+    r = align.transform_map(v, MapAlignment(Q, np.zeros(3), False, 0.0))
+    c = D // 2
+    for (z, y, x) in [(c + 2, c + 3, c + 5), (c - 4, c + 1, c - 6)]:
+        assert r[z, c + (x - c), c - (y - c)] == pytest.approx(v[z, y, x], abs=1e-4)
+
+
+def _images(vol, A, origins_px, r):
+    """Fourier-slice projections (half-plane values within radius r) shifted by -origin."""
+    D = vol.shape[0]
+    F = fourier.volume_to_fourier(vol, 2)
+    kx, ky = fourier.half_plane_points(r)
+    P = kernels_cpu.extract_slices(F, A, kx, ky, 2)
+    return P * fourier.shift_phases(kx, ky, -origins_px, D)
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_transform_poses_projection_equivalence(flip):
+    D, apix = 48, 2.5
+    v = blob_map(D, 2)
+    rng = np.random.default_rng(7)
+    aln = MapAlignment(so3.random_rotations(1, rng)[0], np.array([1.7, -2.2, 0.9]), flip, 1.0)
+    A = so3.random_rotations(6, rng)
+    o_A = rng.uniform(-6, 6, size=(6, 2))
+    vt = align.transform_map(v, aln)
+    An, on_A = align.transform_poses(A, o_A, aln, apix)
+    assert An.shape == (6, 3, 3) and on_A.shape == (6, 2)
+    assert np.allclose(np.linalg.det(An), 1.0) and np.allclose(An @ An.transpose(0, 2, 1), np.eye(3), atol=1e-9)
+    r = D / 4  # where cubic-spline resampling of the map is accurate
+    old = _images(v, A, o_A / apix, r)
+    new = _images(vt, An, on_A / apix, r)
+    err = np.linalg.norm(new - old) / np.linalg.norm(old)
+    assert err < 0.03, err
+    # the test discriminates: ignoring the mirror or the origin update breaks the equivalence
+    wrong_A = A @ aln.R.T
+    bad = [_images(vt, wrong_A, on_A / apix, r)] if flip else []
+    bad.append(_images(vt, An, o_A / apix, r))
+    for b in bad:
+        assert np.linalg.norm(b - old) / np.linalg.norm(old) > 0.15  # 10x the equivalence error
+
+
+def test_transform_poses_identity():
+    rng = np.random.default_rng(1)
+    A = so3.random_rotations(4, rng)
+    o = rng.normal(size=(4, 2))
+    An, on = align.transform_poses(A, o, MapAlignment(np.eye(3), np.zeros(3), False, 1.0), 1.3)
+    assert np.allclose(An, A) and np.allclose(on, o)
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_align_maps_recovers_rotation_shift_and_hand(flip):
+    D, apix = 64, 3.0
+    v = blob_map(D, 3)
+    rng = np.random.default_rng(11 + flip)
+    truth = MapAlignment(so3.random_rotations(1, rng)[0], rng.uniform(-3, 3, size=3), flip, 0.0)
+    ref = noisy(align.transform_map(v, truth), rng, 3.0)
+    mov = noisy(v, rng, 3.0)
+    t0 = time.perf_counter()
+    aln = align.align_maps(ref, mov, apix, max_res_A=20.0, hands=True)
+    dt = time.perf_counter() - t0
+    assert aln.flip == flip
+    assert so3.geodesic_deg(aln.R, truth.R) < 3.0
+    assert np.abs(np.asarray(aln.shift) - truth.shift).max() < 0.5
+    assert 0.5 < aln.score <= 1.0
+    assert dt < 45.0, dt  # ~3 s on one core; generous for a shared machine
+    # the result maps mov onto ref
+    back = align.transform_map(mov, aln)
+    assert np.corrcoef(back.ravel(), ref.ravel())[0, 1] > np.corrcoef(mov.ravel(), ref.ravel())[0, 1] + 0.05
+
+
+def test_align_maps_ignores_information_beyond_max_res():
+    """Gold standard: content finer than max_res_A (here: independent noise) must not change the result."""
+    D, apix = 48, 3.0
+    v = blob_map(D, 4)
+    rng = np.random.default_rng(2)
+    truth = MapAlignment(so3.random_rotations(1, rng)[0], np.array([1.0, -2.0, 0.5]), False, 0.0)
+    ref, mov = align.transform_map(v, truth), v
+    a1 = align.align_maps(ref, mov, apix, max_res_A=20.0, hands=False)
+    k = fourier.radial_index((D,) * 3)
+    hf = k > D * apix / 20.0 + 0.5
+
+    def high(seed):
+        n = np.random.default_rng(seed).normal(size=(D,) * 3).astype(np.float32)
+        return fourier.ift3c(fourier.ft3c(n) * hf).real.astype(np.float32) * 3 * v.std()
+
+    a2 = align.align_maps(ref + high(1), mov + high(2), apix, max_res_A=20.0, hands=False)
+    assert not a1.flip and not a2.flip
+    assert so3.geodesic_deg(a1.R, a2.R) < 1e-3
+    assert np.allclose(a1.shift, a2.shift, atol=1e-3)
+    assert a1.score == pytest.approx(a2.score, abs=1e-4)
+    assert so3.geodesic_deg(a1.R, truth.R) < 2.0
