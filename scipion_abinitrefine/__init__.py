@@ -7,7 +7,9 @@ when Scipion (pwem) is installed, so that the engine works in a plain Python env
 from ._version import __version__
 
 _logo = None
-_references = ["Punjani2017", "Kim2025"]
+_references = ["Punjani2017", "Kim2025", "AbInitRefine"]
+
+PYTHON_VAR = "ABINITREFINE_PYTHON"  # optional: the Python that runs the engine (default: Scipion's own)
 
 try:  # Scipion is optional for the engine and the CLI
     import pwem as _pwem
@@ -24,7 +26,15 @@ if _pwem is not None:
 
         @classmethod
         def _defineVariables(cls):
-            pass
+            cls._defineVar(PYTHON_VAR, "", description="Python interpreter that runs the engine "
+                                                       "(empty: the one running Scipion)")
+
+        @classmethod
+        def getPython(cls):
+            """Python interpreter that runs ``-m scipion_abinitrefine.cli`` (the engine is pure Python)."""
+            import sys
+
+            return cls.getVar(PYTHON_VAR) or sys.executable
 
         @classmethod
         def defineBinaries(cls, env):
