@@ -1,0 +1,2 @@
+"""Scipion viewers of the plugin."""
+from .viewer_abinitio_refine import AbInitioRefineViewer  # noqa: F401
