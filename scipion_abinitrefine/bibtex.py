@@ -31,7 +31,10 @@ author = "Chen, Shaoxia and McMullan, Greg and Faruqi, Abdul R. and Murshudov, G
 @misc{AbInitRefine,
 title = "scipion-em-abinitrefine: homogeneous ab-initio refinement (SGD from random starts, two gold-standard
          half-maps) for Scipion",
+journal = "Scipion plugin",
 howpublished = "https://github.com/scipion-em/scipion-em-abinitrefine",
+url = "https://github.com/scipion-em/scipion-em-abinitrefine",
+year = "2026",
 author = "scipion-em-abinitrefine developers",
 }
 """

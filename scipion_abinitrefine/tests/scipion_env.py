@@ -105,9 +105,22 @@ def _child_main(argv):
 # helpers used inside the children
 # ----------------------------------------------------------------------------------------------------------
 
+def assert_plugin_discovered():
+    """Fail clearly when Scipion cannot discover the plugin (protocol runs would fail obscurely later)."""
+    from pwem import Domain
+
+    if "scipion_abinitrefine" not in Domain.getPlugins():
+        raise RuntimeError(
+            "Scipion did not discover the plugin: pyworkflow imports each 'pyworkflow.plugin' entry point by its "
+            "NAME, so setup.py must declare 'scipion_abinitrefine = scipion_abinitrefine' (and the package be "
+            f"reinstalled); discovered plugins: {sorted(Domain.getPlugins())}")
+
+
 def new_project(name):
     """Create (replacing) a project in the throwaway SCIPION_USER_DATA and chdir into it."""
     from pyworkflow.project import Manager
+
+    assert_plugin_discovered()
 
     manager = Manager()
     if manager.hasProject(name):

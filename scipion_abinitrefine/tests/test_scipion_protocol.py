@@ -91,6 +91,37 @@ def _child_run(star, sqlite, tiny):
     return dict(prot_id=int(prot.getObjId()), errors=errors)
 
 
+def _child_continue_args(prot_id):
+    """Arguments runJobStep passes to the CLI with/without a checkpoint, in continue and restart mode."""
+    from pyworkflow.protocol.constants import MODE_RESTART, MODE_RESUME
+
+    from scipion_abinitrefine import constants as C
+    from scipion_abinitrefine.tests.scipion_env import load_project
+
+    project = load_project(PROJECT)
+    prot = project.getProtocol(prot_id)
+    calls = []
+    prot.runJob = lambda program, args, **kw: calls.append([program] + list(args))
+    job_args = prot._getJobArgs()
+    ckpt = prot._getJobDir(C.CHECKPOINT)
+    out = {"had_checkpoint": os.path.exists(ckpt)}
+    prot.runMode.set(MODE_RESUME)
+    prot.runJobStep(job_args)
+    out["resume_with_checkpoint"] = calls[-1]
+    out["checkpoint_kept"] = os.path.exists(ckpt)
+    prot.runMode.set(MODE_RESTART)
+    prot.runJobStep(job_args)
+    out["restart_with_checkpoint"] = calls[-1]
+    out["checkpoint_after_restart"] = os.path.exists(ckpt)
+    prot.runMode.set(MODE_RESUME)
+    prot.runJobStep(job_args)
+    out["resume_without_checkpoint"] = calls[-1]
+    prot.useGpu.set(True)
+    prot.gpuList.set("1")
+    out["gpu_args"] = prot._getComputeArgs()
+    return out
+
+
 def _child_read(prot_id):
     from scipion_abinitrefine import constants as C
     from scipion_abinitrefine.convert import particle_pose
@@ -138,7 +169,7 @@ def refined(tmp_path_factory):
                     dict(star=str(data / "particles.star"), sqlite=str(data / "particles.sqlite"), tiny=TINY),
                     timeout=540)
     out = run_child(f"{HERE}:_child_read", root / "scipion", dict(prot_id=run["prot_id"]), timeout=120)
-    return run, out, data
+    return run, out, data, root
 
 
 def test_validation_names_the_parameter(refined):
@@ -151,7 +182,7 @@ def test_validation_names_the_parameter(refined):
 
 
 def test_used_and_unused_particles_partition_the_input(refined):
-    _, out, _ = refined
+    _, out, *_ = refined
     used_ids = [u["id"] for u in out["used"]]
     assert len(used_ids) + len(out["unused"]) == len(out["input_ids"]) == N
     assert set(used_ids) | set(out["unused"]) == set(out["input_ids"])
@@ -164,7 +195,7 @@ def test_used_and_unused_particles_partition_the_input(refined):
 
 
 def test_transforms_are_the_job_poses(refined):
-    _, out, _ = refined
+    _, out, *_ = refined
     job = io.read_star(os.path.join(out["job_dir"], "particles.star"))
     by_key = {stack_key(p, i): k for k, (p, i) in enumerate(zip(job.stack_paths, job.stack_index.tolist()))}
     assert len(by_key) == len(out["used"])
@@ -179,7 +210,7 @@ def test_transforms_are_the_job_poses(refined):
 
 
 def test_volume_half_maps_and_fsc(refined):
-    _, out, _ = refined
+    _, out, *_ = refined
     assert out["vol_sampling"] == pytest.approx(APIX)
     assert len(out["half_maps"]) == 2
     avg, apix = io.read_mrc(out["volume"])
@@ -194,4 +225,22 @@ def test_volume_half_maps_and_fsc(refined):
     assert np.allclose(out["fsc_x"], table["freq_1_per_A"]) and np.allclose(out["fsc_y"], table["fsc_corrected"])
     assert np.all(np.diff(out["fsc_x"]) > 0) and out["fsc_x"][-1] == pytest.approx(1 / (2 * APIX), rel=0.05)
     assert any("resolution" in s for s in out["summary"]) and out["methods"]
-    assert "Punjani2017" in " ".join(out["citations"]) or out["citations"]
+    cites = " ".join(out["citations"])
+    assert "Punjani et al., Nature Methods, 2017" in cites and "Error" not in cites, out["citations"]
+
+
+def test_continue_passes_the_checkpoint_to_the_job(refined):
+    """Last in this file: restart mode removes the finished job's folder (a restarted job starts afresh)."""
+    run, out, _, root = refined
+    res = run_child(f"{HERE}:_child_continue_args", root / "scipion", dict(prot_id=run["prot_id"]), timeout=120)
+    assert res["had_checkpoint"] and res["checkpoint_kept"]
+    for key in ("resume_with_checkpoint", "restart_with_checkpoint", "resume_without_checkpoint"):
+        cmd = res[key]
+        assert cmd[1:4] == ["-m", "scipion_abinitrefine.cli", "run"], cmd
+        assert cmd[cmd.index("--num-particles") + 1] == str(NUM_USE)
+        assert cmd[cmd.index("--backend") + 1] == "cpu" and cmd[cmd.index("--threads") + 1] == "1"
+    assert "--continue" in res["resume_with_checkpoint"]
+    assert "--continue" not in res["restart_with_checkpoint"] and not res["checkpoint_after_restart"]
+    assert "--continue" not in res["resume_without_checkpoint"]
+    gpu = res["gpu_args"]
+    assert gpu[gpu.index("--backend") + 1] == "auto" and gpu[gpu.index("--gpu") + 1] == "1"
