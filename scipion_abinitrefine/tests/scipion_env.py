@@ -116,11 +116,12 @@ def assert_plugin_discovered():
             f"reinstalled); discovered plugins: {sorted(Domain.getPlugins())}")
 
 
-def new_project(name):
+def new_project(name, require_plugin=True):
     """Create (replacing) a project in the throwaway SCIPION_USER_DATA and chdir into it."""
     from pyworkflow.project import Manager
 
-    assert_plugin_discovered()
+    if require_plugin:
+        assert_plugin_discovered()
 
     manager = Manager()
     if manager.hasProject(name):

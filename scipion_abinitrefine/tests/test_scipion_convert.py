@@ -84,7 +84,7 @@ def _child_relion_import(star, out_star):
     from scipion_abinitrefine.convert import particle_pose, pose_to_matrix, write_input_star
     from scipion_abinitrefine.tests.scipion_env import launch, new_project
 
-    project = new_project("abinitrefine_convert")
+    project = new_project("abinitrefine_convert", require_plugin=False)  # only scipion-em-relion runs here
     prot = project.newProtocol(ProtImportParticles, objLabel="import RELION star",
                                importFrom=ProtImportParticles.IMPORT_FROM_RELION, starFile=star,
                                samplingRate=APIX, voltage=300.0, sphericalAberration=2.7, amplitudeContrast=0.1,
