@@ -98,6 +98,7 @@ def _child_gui(folder, png_dir):
     window.root.update()
     res["form_params"] = sorted(k for k in window.widgetDict if not k.startswith("_"))
     res["form_wizards"] = {k: v.__name__ for k, v in window.wizards.items()}
+    res["gpu_widgets"] = hasattr(window, "useGpuVar") and hasattr(window, "gpuListVar")
     for param, wiz in (("maskDiameter", AbInitRefineMaskDiameterWizard), ("maxRes", AbInitRefineNyquistWizard)):
         window.wizards.get(param, wiz)().show(window)
         window.root.update()
@@ -142,6 +143,7 @@ def test_form_wizards_and_viewer_plots(tmp_path):
               "initIters", "finalIters", "radiusStep", "targetESS", "symmetry", "maskDiameter", "alignRes",
               "numberOfThreads"):
         assert p in res["form_params"], (p, res["form_params"])
+    assert res["gpu_widgets"]  # the hidden useGpu/gpuList params give the form's GPU controls
     assert res["form_wizards"].get("maskDiameter") == "AbInitRefineMaskDiameterWizard"
     assert res["form_wizards"].get("maxRes") == "AbInitRefineNyquistWizard"
     assert abs(res["maskDiameter"] - round(BOX * APIX * 0.85, 1)) < 1e-6
