@@ -35,7 +35,7 @@ setup(
         "test": ["pytest>=8", "ruff"],
     },
     entry_points={
-        "pyworkflow.plugin": ["abinitrefine = scipion_abinitrefine"],
+        "pyworkflow.plugin": ["scipion_abinitrefine = scipion_abinitrefine"],
         "console_scripts": ["abinitrefine = scipion_abinitrefine.cli:main"],
     },
     classifiers=["Programming Language :: Python :: 3.11"],
