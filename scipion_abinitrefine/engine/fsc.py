@@ -118,7 +118,7 @@ def phase_randomize(vol, from_shell, seed) -> np.ndarray:
     return sfft.irfftn(F, s=vol.shape).astype(np.float32)
 
 
-def gold_standard_fsc(h1, h2, apix, mask=None, seed=0) -> dict:
+def gold_standard_fsc(h1, h2, apix, mask=None, seed=0, n_random=8) -> dict:
     """Gold-standard half-map FSC with the phase-randomisation mask correction (Chen et al. 2013).
 
     ``randomize_from_shell`` (c) is the first shell (> 0) where the unmasked FSC drops below 0.8. Both
@@ -129,6 +129,12 @@ def gold_standard_fsc(h1, h2, apix, mask=None, seed=0) -> dict:
     one wherever the random-phase FSC is positive, as it is right past c, so this is the more
     conservative choice where a tight mask inflates the masked curve there.) If the unmasked FSC
     never drops below 0.8, nothing is randomised and the corrected curve is the masked one.
+
+    The random-phase FSC is the mean of ``n_random`` independent randomisations, and it is clipped
+    at 0 in the correction. One realisation is too noisy under a small mask (on pure-noise halves with
+    a 1 % auto-mask single realisations ranged from -0.6 to +0.9 in the same shell), and the
+    correlation a mask creates is never negative in expectation: a negative estimate would otherwise
+    *raise* the corrected FSC above the masked one and report resolution the data do not have.
 
     Returns
     -------
@@ -147,10 +153,12 @@ def gold_standard_fsc(h1, h2, apix, mask=None, seed=0) -> dict:
     cut = int(below[0] + 1) if len(below) else len(unm)
     corr = msk.copy()
     if cut < len(unm):
-        rnd = fsc_curve(phase_randomize(h1, cut, seed), phase_randomize(h2, cut, seed + 1), mask)
+        rnd = np.mean([fsc_curve(phase_randomize(h1, cut, seed + 2 * k), phase_randomize(h2, cut, seed + 2 * k + 1),
+                                 mask) for k in range(max(1, n_random))], axis=0)
         beyond = np.arange(len(msk)) > cut
+        r = np.clip(rnd[beyond], 0.0, None)
         # rand -> 1 only where the mask dominates everything; keep the division finite there
-        corr[beyond] = (msk[beyond] - rnd[beyond]) / np.maximum(1.0 - rnd[beyond], 1e-3)
+        corr[beyond] = (msk[beyond] - r) / np.maximum(1.0 - r, 1e-3)
     else:
         rnd = np.zeros_like(msk)
     freq = shell_freqs(D, apix)
