@@ -27,6 +27,7 @@ RUN_OPTIONS = [
     ("--align-every", "align_every", int, "Iterations between half-map alignments"),
     ("--mask-diameter", "mask_diameter_A", float, "Window / mask diameter (A), 0 = auto"),
     ("--top-k", "top_k", int, "Poses kept per image between search levels"),
+    ("--final-top-k", "final_top_k", int, "Poses kept per image between levels in the final pose assignment"),
     ("--checkpoint-minutes", "checkpoint_minutes", float, "Minutes between checkpoints"),
 ]
 

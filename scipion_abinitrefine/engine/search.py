@@ -99,7 +99,7 @@ class PoseSearch:
 
     # -- the search ----------------------------------------------------------------------------
     def search(self, F, X, C, s2, kx, ky, r: float, temperature: float = 1.0, n_keep: int = 4,
-               return_ll0: bool = False):
+               return_ll0: bool = False, top_k: int | None = None):
         """Search poses for a batch of images.
 
         Parameters
@@ -111,6 +111,7 @@ class PoseSearch:
         r : current Fourier radius (index units)
         temperature : posterior temperature (>= 1 anneals)
         n_keep : poses returned per image (for back-projection), with posterior weights
+        top_k : beam width between levels for this call (default: the searcher's ``top_k``)
         """
         radii = self.levels(r)
         B = X.shape[0]
@@ -120,7 +121,7 @@ class PoseSearch:
         shifts, s_step = self.base_shifts(radii[0])
         P0 = self.be.to_host(self.be.extract_slices(F, Rg, kx[:m0], ky[:m0], self.pad))  # (nR, m0)
         ll0_all = [] if return_ll0 else None
-        K = min(self.top_k, len(Rg) * len(shifts))
+        K = min(top_k or self.top_k, len(Rg) * len(shifts))
         parR = np.empty((B, K, 3, 3), np.float32)
         part = np.empty((B, K, 2), np.float32)
         ess = np.empty(B, np.float32)

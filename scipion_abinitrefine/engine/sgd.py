@@ -52,6 +52,9 @@ class SGDParams:
     mask_diameter_A: float = 0.0  # 0 = auto (85% of the box)
     max_shift_frac: float = 0.1  # of the box
     top_k: int = 8
+    # The final poses are what users take downstream: a wider beam there is cheap (one pass) and, with the
+    # true map at SNR 0.05 / box 64 / 5 A, brings the median angular error from 3.8 (8) to 2.9 deg (32).
+    final_top_k: int = 32
     n_backproject: int = 4
     noise_prior_images: float = 50.0
     pad: int = 2
@@ -385,7 +388,7 @@ class SGDRun:
             X = fourier.gather_points(fourier.ft2c(img), kxf, kyf).astype(np.complex64)
             C = ctf_at(self.data.ctf, gidx, kxf / (D * self.apix), kyf / (D * self.apix))
             res = self.searcher.search(self.G, X[:, :m_search], C[:, :m_search], s2f[:m_search],
-                                       kxf, kyf, self.r_max, n_keep=self.p.n_backproject)
+                                       kxf, kyf, self.r_max, n_keep=self.p.n_backproject, top_k=self.p.final_top_k)
             self.R[sel] = res.R[:, 0]
             self.t[sel] = res.t[:, 0]
             nb = res.R.shape[1]

@@ -56,3 +56,23 @@ def test_bad_parameters_are_named():
         small_params().validate(32, 4.0, 150)
     with pytest.raises(ValueError, match="odd"):
         small_params().validate(33, 4.0, 1000)
+
+
+def test_final_pass_recovers_poses_from_the_true_map_and_a_wider_beam_helps(small_set):
+    """The final pose assignment (what users take downstream) against the true map; the wider final beam
+    (``final_top_k``) must reach poses the default beam misses. Measured: median 13.8 deg at K=8,
+    8.4 deg at K=32, 97 deg at K=1 (greedy)."""
+    vol, data, truth = small_set
+    R_true = so3.euler_to_matrix(truth["rot"], truth["tilt"], truth["psi"])
+    med = {}
+    for k in (8, 32):
+        run = sgd.SGDRun(data, np.arange(len(data)), small_params(final_top_k=k))
+        run.set_model_volume(vol.astype(np.float32))
+        run.seen[:] = True
+        X, _, m = run.batch_points(np.arange(len(data)), run.r_max)
+        run._init_noise(X, m)  # image power per shell: the noise estimate at the start of a run
+        run.final_pass()
+        err, _ = metrics.pose_errors(run.R.astype(np.float64), R_true)
+        med[k] = np.median(err)
+    assert med[32] < 11.0, med
+    assert med[32] < 0.85 * med[8], med
