@@ -1,6 +1,7 @@
 """FSC curves, resolution read-out, soft auto-mask, phase randomisation and the Chen et al. correction."""
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from scipion_abinitrefine.engine import fourier, fsc
 
@@ -64,6 +65,18 @@ def test_soft_auto_mask_covers_object():
         assert ((m > 0.01) & (m < 0.99)).any()  # soft edge
     # dilation grows the mask
     assert fsc.soft_auto_mask(v, apix, dilate_A=10.0).sum() > fsc.soft_auto_mask(v, apix, dilate_A=2.0).sum()
+
+
+def test_soft_edge_is_at_least_three_pixels_at_coarse_sampling():
+    """At 4 A/px a 6 A edge would be 1.5 px; the edge must still fall over >= 3 px (compact transform)."""
+    D, apix = 32, 4.0
+    v = blob_map(D, 1)
+    m = fsc.soft_auto_mask(v, apix, soft_A=6.0)
+    binm = fsc.soft_auto_mask(v, apix, soft_A=6.0, min_soft_px=0.0) >= 1.0  # mask core (edge excluded)
+    dist = ndimage.distance_transform_edt(~binm)  # px from the core
+    edge = dist[(m > 0) & (m < 1)]
+    assert edge.size and edge.max() > 2.5  # the fall extends ~3 px past the core, not 1.5
+    assert np.all(m[dist > 4.0] == 0)  # and no further (3 px + voxel discretisation)
 
 
 def test_phase_randomize_keeps_amplitudes_and_low_shells():
