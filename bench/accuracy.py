@@ -53,6 +53,9 @@ def run_case(mode, n, box, snr, apix=2.0):
         out["t_search_s"] = sum(e["t_search"] for e in run.log)
         out["t_update_s"] = sum(e["t_update"] for e in run.log)
         out["iterations"] = run.iteration
+        out["convergence"] = [{k: (round(v, 3) if isinstance(v, float) else v) for k, v in e.items()
+                               if k in ("iteration", "resolution_A", "ess", "temperature", "lr", "seen")}
+                              for e in run.log[::10]]
         out["s_per_iter"] = out["t_sgd_s"] / run.iteration
         t1 = time.time()
         vol = run.final_pass()  # poses of every particle against the final model + reconstruction
@@ -97,8 +100,16 @@ def main():
     ap.add_argument("--box", type=int, default=64)
     ap.add_argument("--snr", type=float, nargs="+", default=[0.05, 0.01])
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "accuracy.json"))
+    ap.add_argument("--max-res", type=float, help="override max_res_A (default 5 A = 2.5 px)")
+    ap.add_argument("--init-res", type=float, help="override init_res_A (default 35 A)")
     ap.add_argument("--case", help=argparse.SUPPRESS)
     a = ap.parse_args()
+    if a.max_res:
+        SGD_PARAMS["max_res_A"] = a.max_res
+    if a.init_res:
+        SGD_PARAMS["init_res_A"] = a.init_res
+    extra = (["--max-res", str(a.max_res)] if a.max_res else []) + \
+        (["--init-res", str(a.init_res)] if a.init_res else [])
     if a.case:  # child process: one case, JSON on the last stdout line
         mode, snr = a.case.split(":")
         print(json.dumps(run_case(mode, a.n, a.box, float(snr))))
@@ -108,7 +119,7 @@ def main():
     for snr in a.snr:
         for mode in modes:
             p = subprocess.run([sys.executable, __file__, "--case", f"{mode}:{snr}", "--n", str(a.n), "--box",
-                                str(a.box)], capture_output=True, text=True)
+                                str(a.box), *extra], capture_output=True, text=True)
             if p.returncode:
                 print(p.stdout[-2000:], p.stderr[-4000:], file=sys.stderr)
                 sys.exit(p.returncode)
