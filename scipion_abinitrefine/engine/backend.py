@@ -8,8 +8,11 @@
 - ``accumulator(Dp) -> obj`` with ``reset()``, ``insert(R, kx, ky, pad, vals, wts)``, ``result() -> (B, W)``
 - ``name``
 
-Arrays passed in are the backend's own (``asarray`` first). The likelihood terms are matrix products
-written with ``xp`` in :mod:`search`, so BLAS (numpy) or cuBLAS (cupy) does them.
+Arrays passed in are the backend's own (``asarray`` first). The pose search (:mod:`search`: slices,
+shift phases, the likelihood's matrix products, beam selection) is written with ``xp``, so BLAS (numpy) or
+cuBLAS (cupy) does the products and its arrays stay on the device; the model goes over once per iteration
+and the poses come back. The SGD update of the model and the noise model stay on the host (numpy): they
+touch the padded volume once per iteration, a small cost beside the search.
 """
 from __future__ import annotations
 

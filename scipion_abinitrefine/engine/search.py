@@ -113,39 +113,47 @@ class PoseSearch:
         n_keep : poses returned per image (for back-projection), with posterior weights
         top_k : beam width between levels for this call (default: the searcher's ``top_k``)
         """
+        be = self.be
+        xp = be.xp
         radii = self.levels(r)
         B = X.shape[0]
-        inv_s2 = (1.0 / s2).astype(np.float32)
-        Rg = base_rotations()
+        # everything below stays in the backend's array module (numpy / CuPy): one copy in, one copy out
+        F = be.asarray(F)
+        X = be.asarray(X, np.complex64)
+        C = be.asarray(C, np.float32)
+        inv_s2 = be.asarray(1.0 / np.asarray(be.to_host(s2), np.float64), np.float32)
+        Rg = be.asarray(base_rotations())
+        nR = Rg.shape[0]
         m0 = fourier.n_points_within(kx, ky, radii[0])
-        shifts, s_step = self.base_shifts(radii[0])
-        P0 = self.be.to_host(self.be.extract_slices(F, Rg, kx[:m0], ky[:m0], self.pad))  # (nR, m0)
+        shifts_h, s_step = self.base_shifts(radii[0])
+        shifts = be.asarray(shifts_h)
+        P0 = be.extract_slices(F, Rg, kx[:m0], ky[:m0], self.pad)  # (nR, m0)
         ll0_all = [] if return_ll0 else None
-        K = min(top_k or self.top_k, len(Rg) * len(shifts))
-        parR = np.empty((B, K, 3, 3), np.float32)
-        part = np.empty((B, K, 2), np.float32)
-        ess = np.empty(B, np.float32)
-        ph0 = fourier.shift_phases(kx[:m0], ky[:m0], shifts, self.box)  # (S, m0)
-        P0r = np.concatenate([P0.real, P0.imag], axis=1).astype(np.float32).T.copy()  # (2 m0, nR)
-        P0n = (np.abs(P0) ** 2).astype(np.float32).T.copy()  # (m0, nR)
-        S = len(shifts)
+        K = min(top_k or self.top_k, nR * len(shifts_h))
+        parR = xp.empty((B, K, 3, 3), np.float32)
+        part = xp.empty((B, K, 2), np.float32)
+        ess = xp.empty(B, np.float32)
+        ph0 = self._phases(kx[:m0], ky[:m0], shifts)  # (S, m0)
+        P0r = xp.ascontiguousarray(xp.concatenate([P0.real, P0.imag], axis=1).astype(np.float32).T)  # (2 m0, nR)
+        P0n = xp.ascontiguousarray((xp.abs(P0) ** 2).astype(np.float32).T)  # (m0, nR)
+        S = len(shifts_h)
         for a in range(0, B, self.chunk):
             b = min(B, a + self.chunk)
             Xs = X[a:b, None, :m0] * ph0[None]  # (bc, S, m0) shifted images
-            Y = np.conj(Xs) * (C[a:b, None, :m0] * inv_s2[None, None, :m0])
-            Y2 = np.concatenate([Y.real, -Y.imag], axis=2).reshape(-1, 2 * m0).astype(np.float32)
-            cross = (Y2 @ P0r).reshape(b - a, S, -1)  # Re sum conj(Xs) C P / s2
+            Y = xp.conj(Xs) * (C[a:b, None, :m0] * inv_s2[None, None, :m0])
+            Y2 = xp.concatenate([Y.real, -Y.imag], axis=2).reshape(-1, 2 * m0).astype(np.float32)
+            cross = (Y2 @ P0r).reshape(b - a, S, -1)  # Re sum conj(Xs) C P / s2: one GEMM
             norm = (C[a:b, :m0] ** 2 * inv_s2[None, :m0]) @ P0n  # (bc, nR)
             ll = (2.0 * cross - norm[:, None, :]) / temperature
             if return_ll0:
-                ll0_all.append(ll * temperature)
+                ll0_all.append(be.to_host(ll * temperature))
             flat = ll.reshape(b - a, -1)
-            top = np.argpartition(-flat, K - 1, axis=1)[:, :K]
-            parR[a:b] = Rg[top % len(Rg)]
-            part[a:b] = shifts[top // len(Rg)]
+            top = xp.argpartition(-flat, K - 1, axis=1)[:, :K]
+            parR[a:b] = Rg[top % nR]
+            part[a:b] = shifts[top // nR]
             # 3D ESS: posterior over rotations, marginalised over shifts
             mx = flat.max(axis=1, keepdims=True)
-            p = np.exp(flat - mx).reshape(b - a, S, -1).sum(axis=1)
+            p = xp.exp(flat - mx).reshape(b - a, S, -1).sum(axis=1)
             p /= p.sum(axis=1, keepdims=True)
             ess[a:b] = 1.0 / (p**2).sum(axis=1)
         step, sstep = self.step0, s_step
@@ -157,53 +165,67 @@ class PoseSearch:
         if ll is None:  # single level: score the kept poses at r for weights
             parR, part, ll = self._score(F, X, C, inv_s2, kx, ky, radii[0], parR, part, keep=n_keep)
         w = ll / temperature
-        w = np.exp(w - w.max(axis=1, keepdims=True))
+        w = xp.exp(w - w.max(axis=1, keepdims=True))
+        w = w[:, :n_keep]
         w /= w.sum(axis=1, keepdims=True)
-        res = SearchResult(parR[:, :n_keep], part[:, :n_keep], w[:, :n_keep].astype(np.float32), ess,
-                           ll[:, 0])
-        res.w /= res.w.sum(axis=1, keepdims=True)
+        h = be.to_host
+        res = SearchResult(h(parR[:, :n_keep]), h(part[:, :n_keep]), h(w).astype(np.float32), h(ess),
+                           h(ll[:, 0]))
         if return_ll0:
             return res, np.concatenate(ll0_all)
         return res
 
+    def _phases(self, kx, ky, t):
+        """Shift phases (n, m) for device shifts t (n, 2) at host points kx, ky, computed where t lives."""
+        xp = self.be.xp
+        kx = self.be.asarray(kx, np.float32)
+        ky = self.be.asarray(ky, np.float32)
+        t = t.reshape(-1, 2).astype(np.float32)
+        arg = (-2.0 * np.pi / self.box) * (t[:, 0:1] * kx[None, :] + t[:, 1:2] * ky[None, :])
+        return (xp.cos(arg) + 1j * xp.sin(arg)).astype(np.complex64)
+
     def _score(self, F, X, C, inv_s2, kx, ky, k, R, t, keep):
         """Score given poses R (B, n, 3, 3), t (B, n, 2) at radius k; return the best ``keep`` sorted."""
+        xp = self.be.xp
         B, n = R.shape[:2]
         m = fourier.n_points_within(kx, ky, k)
-        P = self.be.to_host(self.be.extract_slices(F, R.reshape(-1, 3, 3), kx[:m], ky[:m], self.pad)).reshape(B, n, m)
-        ph = fourier.shift_phases(kx[:m], ky[:m], t.reshape(-1, 2), self.box).reshape(B, n, m)
+        P = self.be.extract_slices(F, R.reshape(-1, 3, 3), kx[:m], ky[:m], self.pad).reshape(B, n, m)
+        ph = self._phases(kx[:m], ky[:m], t).reshape(B, n, m)
         Xs = X[:, None, :m] * ph
         w = C[:, None, :m] * inv_s2[None, None, :m]
-        cross = np.real(np.conj(Xs) * P * w).sum(axis=2)
-        norm = (np.abs(P) ** 2 * (C[:, None, :m] * w)).sum(axis=2)
+        cross = xp.real(xp.conj(Xs) * P * w).sum(axis=2)
+        norm = (xp.abs(P) ** 2 * (C[:, None, :m] * w)).sum(axis=2)
         ll = 2.0 * cross - norm
-        order = np.argsort(-ll, axis=1)[:, :keep]
-        take = np.take_along_axis
+        order = xp.argsort(-ll, axis=1)[:, :keep]
+        take = xp.take_along_axis
         return (take(R, order[:, :, None, None], 1), take(t, order[:, :, None], 1), take(ll, order, 1))
 
     def _refine(self, F, X, C, inv_s2, kx, ky, k, parR, part, step, sstep, keep):
         """Children of each kept pose (8 rotations x 4 shifts at half the step), best ``keep`` returned."""
+        be = self.be
+        xp = be.xp
         B, K = parR.shape[:2]
         m = fourier.n_points_within(kx, ky, k)
-        chR = so3.subdivide(parR.reshape(-1, 3, 3).astype(np.float64), step).astype(np.float32)  # (BK, 8)
+        # the children's rotations are built on the host in float64 (B K 8 matrices: small)
+        chR = so3.subdivide(be.to_host(parR).reshape(-1, 3, 3).astype(np.float64), step).astype(np.float32)
+        chR = be.asarray(chR)  # (BK, 8, 3, 3)
         d = sstep / 4.0
-        offs = np.array([[-d, -d], [d, -d], [-d, d], [d, d]], np.float32)
+        offs = be.asarray(np.array([[-d, -d], [d, -d], [-d, d], [d, d]], np.float32))
         cht = part.reshape(-1, 1, 2) + offs[None]  # (BK, 4, 2)
-        P = self.be.to_host(self.be.extract_slices(F, chR.reshape(-1, 3, 3), kx[:m], ky[:m], self.pad))
-        P = P.reshape(B * K, 8, m)
-        ph = fourier.shift_phases(kx[:m], ky[:m], cht.reshape(-1, 2), self.box).reshape(B, K, 4, m)
+        P = be.extract_slices(F, chR.reshape(-1, 3, 3), kx[:m], ky[:m], self.pad).reshape(B * K, 8, m)
+        ph = self._phases(kx[:m], ky[:m], cht).reshape(B, K, 4, m)
         Xs = (X[:, None, None, :m] * ph).reshape(B * K, 4, m)
-        w = np.repeat(C[:, :m] * inv_s2[None, :m], K, axis=0)  # (BK, m)
-        Y = np.conj(Xs) * w[:, None, :]
-        cross = np.real(Y @ np.transpose(P, (0, 2, 1)))  # (BK, 4, 8)
-        norm = ((np.abs(P) ** 2) * (w * np.repeat(C[:, :m], K, axis=0))[:, None, :]).sum(axis=2)  # (BK, 8)
+        w = xp.repeat(C[:, :m] * inv_s2[None, :m], K, axis=0)  # (BK, m)
+        Y = xp.conj(Xs) * w[:, None, :]
+        cross = xp.real(Y @ xp.transpose(P, (0, 2, 1)))  # (BK, 4, 8): batched GEMM
+        norm = ((xp.abs(P) ** 2) * (w * xp.repeat(C[:, :m], K, axis=0))[:, None, :]).sum(axis=2)  # (BK, 8)
         ll = (2.0 * cross - norm[:, None, :]).reshape(B, K * 32)
-        order = np.argsort(-ll, axis=1)[:, :keep]
+        order = xp.argsort(-ll, axis=1)[:, :keep]
         # candidate index c = ((parent * 4) + shift_child) * 8 + rot_child
         par = order // 32
         sc = (order % 32) // 8
         rc = order % 8
-        bidx = np.arange(B)[:, None]
+        bidx = xp.arange(B)[:, None]
         Rn = chR.reshape(B, K, 8, 3, 3)[bidx, par, rc]
         tn = cht.reshape(B, K, 4, 2)[bidx, par, sc]
-        return Rn, tn, np.take_along_axis(ll, order, 1)
+        return Rn, tn, xp.take_along_axis(ll, order, 1)

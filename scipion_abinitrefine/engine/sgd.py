@@ -262,7 +262,8 @@ class SGDRun:
         if self.T0 is None:
             self.T0 = self._choose_temperature(X, C, s2, r)
         T = self.temperature_at(it)
-        res = self.searcher.search(self.G, X, C, s2, kx, ky, r, temperature=T, n_keep=self.p.n_backproject)
+        G = self.be.asarray(self.G)  # the model on the device once per iteration (search + noise update)
+        res = self.searcher.search(G, X, C, s2, kx, ky, r, temperature=T, n_keep=self.p.n_backproject)
         t1 = time.time()
         # remember the best pose of every image seen
         self.R[sel] = res.R[:, 0]
@@ -280,7 +281,7 @@ class SGDRun:
         self.acc.insert(res.R.reshape(-1, 3, 3), kx, ky, self.p.pad, vals, np.broadcast_to(wts, vals.shape))
         Bv, Wv = (self.be.to_host(a) for a in self.acc.result())
         # noise update from the best pose at radius r
-        Pbest = self.be.to_host(self.be.extract_slices(self.G, res.R[:, 0], kx, ky, self.p.pad))
+        Pbest = self.be.to_host(self.be.extract_slices(G, res.R[:, 0], kx, ky, self.p.pad))
         self._update_noise(Xc[:, 0], C, Pbest, m)
         lr = self.lr_at(it)
         self._apply_update(Bv, Wv, lr, r)
@@ -379,13 +380,14 @@ class SGDRun:
         m_search = fourier.n_points_within(kxf, kyf, self.r_max)
         acc = self.be.accumulator(pad * D)
         sel_all = np.flatnonzero(self.seen)
+        G = self.be.asarray(self.G)
         for a in range(0, len(sel_all), batch):
             sel = sel_all[a:a + batch]
             gidx = self.idx[sel]
             img = normalise_images(self.data.read_images(gidx), self.rp)
             X = fourier.gather_points(fourier.ft2c(img), kxf, kyf).astype(np.complex64)
             C = ctf_at(self.data.ctf, gidx, kxf / (D * self.apix), kyf / (D * self.apix))
-            res = self.searcher.search(self.G, X[:, :m_search], C[:, :m_search], s2f[:m_search],
+            res = self.searcher.search(G, X[:, :m_search], C[:, :m_search], s2f[:m_search],
                                        kxf, kyf, self.r_max, n_keep=self.p.n_backproject, top_k=self.p.final_top_k)
             self.R[sel] = res.R[:, 0]
             self.t[sel] = res.t[:, 0]
