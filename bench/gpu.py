@@ -8,7 +8,9 @@
 3. measures the ceilings: cuBLAS SGEMM (CuPy matmul, float32, TF32 off) and memory bandwidth (CuPy device
    copy), and reports each kernel's nominal FLOP/s and bytes/s against them;
 4. times the CPU kernels (numba, all cores) at the same size with fewer repetitions, for the speed-up;
-5. prints a table and writes JSON (default bench/results/gpu.json).
+5. times whole SGD iterations (search + update, ``SGDRun.step``) at box ``--box`` / minibatch
+   ``--iter-minibatch`` at the maximum resolution (2.5 px) on the cuda backend and on the cpu backend;
+6. prints a table and writes JSON (default bench/results/gpu.json).
 
 Nominal work per frequency point and rotation (what a kernel does if nothing is cached):
   extraction: 16 float32 gathers (8 corners x re/im) + 8 bytes written; ~60 flops (rotation 15, trilinear 45)
@@ -198,6 +200,33 @@ def cpu_timings(F, R, kx, ky, vals, wts, pad: int, reps: int, gpu_out) -> dict:
     return res
 
 
+def iteration_timings(be, box: int, minibatch: int, reps: int, seed: int = 0) -> dict:
+    """Seconds per SGD iteration at the maximum resolution (2.5 px), final minibatch, on backend ``be``.
+
+    The work per iteration (levels, beam, points) does not depend on the model's content, so a random
+    start measures it; the first iteration is a warm-up (numba compile, temperature and noise set-up).
+    """
+    from scipion_abinitrefine.engine import sgd, simulate
+
+    apix = 1.0
+    vol = simulate.make_phantom(box, apix)
+    images, truth = simulate.simulate_particles(vol, minibatch, apix, snr=0.05, seed=seed)
+    data = sgd.ArrayParticles(images, truth["ctf"], apix)
+    p = sgd.SGDParams(max_res_A=2.5 * apix, init_minibatch=minibatch, final_minibatch=minibatch, seed=seed)
+    run = sgd.SGDRun(data, np.arange(len(images)), p, backend=be)
+    run.iteration = max(0, run.n_iters - reps - 1)  # final radius and minibatch
+    run.step()
+    log = []
+    for _ in range(reps):
+        e = run.step()
+        be.synchronize()
+        log.append(e)
+    med = {k: statistics.median(e[k] for e in log) for k in ("t_search", "t_update", "seconds")}
+    return dict(box=box, minibatch=minibatch, radius=log[-1]["radius"], resolution_A=log[-1]["resolution_A"],
+                reps=reps, search_s=med["t_search"], update_s=med["t_update"], iteration_s=med["seconds"],
+                images_per_s=minibatch / med["seconds"])
+
+
 def device_info(cp) -> dict:
     import numba
 
@@ -247,6 +276,17 @@ def print_table(rows: list[dict], ceil: dict):
     print("* nominal bytes: every gather and atomic counted as memory traffic (caches can make %BW exceed 100)")
 
 
+def print_iterations(iters: dict):
+    print(f"\nSGD iteration at {next(iter(iters.values()))['resolution_A']:.2f} A (2.5 px), "
+          f"box {next(iter(iters.values()))['box']}, minibatch {next(iter(iters.values()))['minibatch']}:")
+    print(f"{'backend':<10}{'search s':>10}{'update s':>10}{'total s':>10}{'images/s':>10}{'xCPU':>8}")
+    cpu = iters.get("cpu")
+    for k, r in iters.items():
+        sp = cpu["iteration_s"] / r["iteration_s"] if cpu and k != "cpu" else None
+        print(f"{k:<10}{r['search_s']:>10.3f}{r['update_s']:>10.3f}{r['iteration_s']:>10.3f}"
+              f"{r['images_per_s']:>10.0f}{'-' if sp is None else format(sp, '.1f'):>8}")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--box", type=int, default=128)
@@ -257,6 +297,8 @@ def main(argv=None):
     ap.add_argument("--cpu-reps", type=int, default=2)
     ap.add_argument("--no-cpu", action="store_true", help="skip the CPU timings")
     ap.add_argument("--threads", type=int, default=256, help="CUDA threads per block")
+    ap.add_argument("--iter-minibatch", type=int, default=1000, help="minibatch of the timed SGD iterations")
+    ap.add_argument("--iter-reps", type=int, default=3, help="timed SGD iterations on the GPU (CPU: 1)")
     ap.add_argument("--json", default=str(ROOT / "bench" / "results" / "gpu.json"))
     args = ap.parse_args(argv)
 
@@ -292,12 +334,22 @@ def main(argv=None):
     ceil = ceilings(cp, max(3, args.reps // 2))
     cpu = {} if args.no_cpu else cpu_timings(F, R, kx, ky, vals, wts, pad, args.cpu_reps, gpu_out)
 
-    # 5. report
+    # 5. whole iterations
+    from scipion_abinitrefine.engine.backend import get_backend
+
+    iters = {"gpu": iteration_timings(be, D, args.iter_minibatch, args.iter_reps)}
+    cp.get_default_memory_pool().free_all_blocks()
+    if not args.no_cpu:
+        iters["cpu"] = iteration_timings(get_backend("cpu"), D, args.iter_minibatch, 1)
+
+    # 6. report
     rows = table(gpu, cpu, ceil, n * m)
     print_table(rows, ceil)
     if cpu:
         print(f"GPU vs CPU extraction at full size: relative max error {cpu['extract_gpu_vs_cpu_rel_err']:.2e}")
+    print_iterations(iters)
     _write(args.json, dict(info=info, checks=checks, ok=True, size=size, gpu=gpu, cpu=cpu, ceilings=ceil,
+                           iterations=iters,
                            table=rows, nominal_per_sample=dict(extract_flops=EXTRACT_FLOPS,
                                                                extract_bytes=EXTRACT_BYTES,
                                                                insert_flops=INSERT_FLOPS, insert_bytes=INSERT_BYTES)))
