@@ -133,7 +133,7 @@ class PoseSearch:
         parR = xp.empty((B, K, 3, 3), np.float32)
         part = xp.empty((B, K, 2), np.float32)
         ess = xp.empty(B, np.float32)
-        ph0 = self._phases(kx[:m0], ky[:m0], shifts)  # (S, m0)
+        ph0 = fourier.shift_phases(kx[:m0], ky[:m0], shifts, self.box, xp)  # (S, m0)
         P0r = xp.ascontiguousarray(xp.concatenate([P0.real, P0.imag], axis=1).astype(np.float32).T)  # (2 m0, nR)
         P0n = xp.ascontiguousarray((xp.abs(P0) ** 2).astype(np.float32).T)  # (m0, nR)
         S = len(shifts_h)
@@ -175,22 +175,13 @@ class PoseSearch:
             return res, np.concatenate(ll0_all)
         return res
 
-    def _phases(self, kx, ky, t):
-        """Shift phases (n, m) for device shifts t (n, 2) at host points kx, ky, computed where t lives."""
-        xp = self.be.xp
-        kx = self.be.asarray(kx, np.float32)
-        ky = self.be.asarray(ky, np.float32)
-        t = t.reshape(-1, 2).astype(np.float32)
-        arg = (-2.0 * np.pi / self.box) * (t[:, 0:1] * kx[None, :] + t[:, 1:2] * ky[None, :])
-        return (xp.cos(arg) + 1j * xp.sin(arg)).astype(np.complex64)
-
     def _score(self, F, X, C, inv_s2, kx, ky, k, R, t, keep):
         """Score given poses R (B, n, 3, 3), t (B, n, 2) at radius k; return the best ``keep`` sorted."""
         xp = self.be.xp
         B, n = R.shape[:2]
         m = fourier.n_points_within(kx, ky, k)
         P = self.be.extract_slices(F, R.reshape(-1, 3, 3), kx[:m], ky[:m], self.pad).reshape(B, n, m)
-        ph = self._phases(kx[:m], ky[:m], t).reshape(B, n, m)
+        ph = fourier.shift_phases(kx[:m], ky[:m], t, self.box, xp).reshape(B, n, m)
         Xs = X[:, None, :m] * ph
         w = C[:, None, :m] * inv_s2[None, None, :m]
         cross = xp.real(xp.conj(Xs) * P * w).sum(axis=2)
@@ -213,7 +204,7 @@ class PoseSearch:
         offs = be.asarray(np.array([[-d, -d], [d, -d], [-d, d], [d, d]], np.float32))
         cht = part.reshape(-1, 1, 2) + offs[None]  # (BK, 4, 2)
         P = be.extract_slices(F, chR.reshape(-1, 3, 3), kx[:m], ky[:m], self.pad).reshape(B * K, 8, m)
-        ph = self._phases(kx[:m], ky[:m], cht).reshape(B, K, 4, m)
+        ph = fourier.shift_phases(kx[:m], ky[:m], cht, self.box, xp).reshape(B, K, 4, m)
         Xs = (X[:, None, None, :m] * ph).reshape(B * K, 4, m)
         w = xp.repeat(C[:, :m] * inv_s2[None, :m], K, axis=0)  # (BK, m)
         Y = xp.conj(Xs) * w[:, None, :]
