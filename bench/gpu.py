@@ -277,8 +277,9 @@ def print_table(rows: list[dict], ceil: dict):
 
 
 def print_iterations(iters: dict):
-    print(f"\nSGD iteration at {next(iter(iters.values()))['resolution_A']:.2f} A (2.5 px), "
-          f"box {next(iter(iters.values()))['box']}, minibatch {next(iter(iters.values()))['minibatch']}:")
+    first = next(iter(iters.values()))
+    print(f"\nSGD iteration at {first['resolution_A']:.2f} A (2.5 px), box {first['box']}, "
+          f"minibatch {first['minibatch']}:")
     print(f"{'backend':<10}{'search s':>10}{'update s':>10}{'total s':>10}{'images/s':>10}{'xCPU':>8}")
     cpu = iters.get("cpu")
     for k, r in iters.items():

@@ -121,7 +121,7 @@ class PoseSearch:
         F = be.asarray(F)
         X = be.asarray(X, np.complex64)
         C = be.asarray(C, np.float32)
-        inv_s2 = be.asarray(1.0 / np.asarray(be.to_host(s2), np.float64), np.float32)
+        inv_s2 = 1.0 / be.asarray(s2, np.float32)
         Rg = be.asarray(base_rotations())
         nR = Rg.shape[0]
         m0 = fourier.n_points_within(kx, ky, radii[0])
