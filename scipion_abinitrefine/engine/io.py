@@ -188,7 +188,9 @@ def _opt_float(x):
 
 
 _PER_PARTICLE = ("image_names", "stack_paths", "stack_index", "rot", "tilt", "psi", "origin_x", "origin_y",
-                 "half", "micrograph")
+                 "half", "micrograph", "loglik", "maxprob")
+# per-particle scores of the final pose assignment, with RELION's column names
+_SCORE_COLUMNS = (("loglik", "rlnLogLikeliContribution"), ("maxprob", "rlnMaxValueProbDistribution"))
 
 
 @dataclass(eq=False)
@@ -212,6 +214,8 @@ class ParticleSet:
     origin_y: np.ndarray | None = None
     half: np.ndarray | None = None
     micrograph: np.ndarray | None = None
+    loglik: np.ndarray | None = None  # rlnLogLikeliContribution: log-likelihood gain of the best pose
+    maxprob: np.ndarray | None = None  # rlnMaxValueProbDistribution: posterior probability of the best pose
     source_star: str | None = None
     _cache: _StackCache | None = field(default=None, init=False, repr=False)
     _codes: tuple | None = field(default=None, init=False, repr=False)
@@ -222,7 +226,7 @@ class ParticleSet:
         self.stack_index = np.asarray(self.stack_index, dtype=np.int64).reshape(-1)
         self.apix = float(self.apix)
         self.box = int(self.box)
-        for name in ("rot", "tilt", "psi", "origin_x", "origin_y"):
+        for name in ("rot", "tilt", "psi", "origin_x", "origin_y", "loglik", "maxprob"):
             setattr(self, name, _opt_float(getattr(self, name)))
         if self.half is not None:
             self.half = np.asarray(self.half, dtype=np.int64).reshape(-1)
@@ -272,7 +276,7 @@ class ParticleSet:
     def _derive(self, **changes) -> ParticleSet:
         kw = {name: getattr(self, name) for name in
               ("image_names", "stack_paths", "stack_index", "apix", "box", "ctf", "rot", "tilt", "psi",
-               "origin_x", "origin_y", "half", "micrograph", "source_star")}
+               "origin_x", "origin_y", "half", "micrograph", "loglik", "maxprob", "source_star")}
         kw.update(changes)
         out = ParticleSet(**kw)
         out._cache = self._cache  # same stacks: share the open memory maps
@@ -747,9 +751,10 @@ def read_star(path, check_images=True) -> ParticleSet:
     if C.has("rlnMicrographName"):
         micrograph = np.array([str(v) for v in C.raw("rlnMicrographName")], dtype=object)
 
+    scores = {name: C.floats(col) for name, col in _SCORE_COLUMNS if C.has(col)}
     ps = ParticleSet(image_names=np.array(names, dtype=object), stack_paths=stack_paths,
                      stack_index=stack_index, apix=apix, box=box, ctf=ctf, rot=rot, tilt=tilt, psi=psi,
-                     origin_x=ox, origin_y=oy, half=half, micrograph=micrograph, source_star=star)
+                     origin_x=ox, origin_y=oy, half=half, micrograph=micrograph, source_star=star, **scores)
     ps._cache = cache
     return ps
 
@@ -838,6 +843,9 @@ def write_star(path, ps: ParticleSet) -> None:
         parts += [("rlnOriginXAngst", _fcol(ps.origin_x)), ("rlnOriginYAngst", _fcol(ps.origin_y))]
     if ps.half is not None:
         parts.append(("rlnRandomSubset", [str(int(h)) for h in ps.half]))
+    for name, col in _SCORE_COLUMNS:
+        if getattr(ps, name) is not None:
+            parts.append((col, _fcol(getattr(ps, name))))
 
     tmp = f"{path}.tmp{os.getpid()}"
     try:

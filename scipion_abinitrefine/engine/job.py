@@ -181,7 +181,7 @@ class Job:
         self.save()
 
     def finish(self) -> dict:
-        from . import fsc, report
+        from . import fsc, report, verdict
 
         A, B = self.runs["A"], self.runs["B"]
         self.say("final pass: poses of every seen particle against its half's final model")
@@ -195,6 +195,9 @@ class Job:
         io.write_mrc(os.path.join(self.out, "map.mrc"), avg, apix)
         gs = fsc.gold_standard_fsc(maps["A"], maps["B"], apix, seed=self.p.seed)
         report.write_fsc(self.out, gs, self.ps.box, apix)
+        vd = verdict.convergence_verdict(gs, self.ps.box, apix, self.p.align_res_A, self.p.max_res_A,
+                                         align_cc=self.alignments[-1]["score"] if self.alignments else None)
+        self.say(vd["message"])
         # particles: used = seen by the SGD; poses in RELION convention
         n = len(self.ps)
         rot = np.zeros(n)
@@ -203,16 +206,21 @@ class Job:
         ox = np.zeros(n)
         oy = np.zeros(n)
         seen = np.zeros(n, bool)
+        loglik = np.full(n, np.nan)
+        maxprob = np.full(n, np.nan)
         for run in (A, B):
             g = run.idx[run.seen]
             r_, t_, p_ = so3.matrix_to_euler(run.R[run.seen].astype(np.float64))
             rot[g], tilt[g], psi[g] = r_, t_, p_
             ox[g] = run.t[run.seen, 0] * apix
             oy[g] = run.t[run.seen, 1] * apix
+            loglik[g] = run.loglik[run.seen]
+            maxprob[g] = run.maxprob[run.seen]
             seen[g] = True
         used = np.flatnonzero(seen)
         unused = np.flatnonzero(~seen)
-        out_ps = self.ps.with_poses(rot, tilt, psi, ox, oy, half=self.half).subset(used)
+        out_ps = self.ps.with_poses(rot, tilt, psi, ox, oy, half=self.half)._derive(loglik=loglik, maxprob=maxprob)
+        out_ps = out_ps.subset(used)
         io.write_star(os.path.join(self.out, "particles.star"), out_ps)
         un = self.ps.subset(unused)
         un.half = None
@@ -225,7 +233,7 @@ class Job:
         result = dict(resolution_A=float(gs["resolution"]), n_used=int(len(used)), n_unused=int(len(unused)),
                       n_half_A=int(np.sum(self.half[used] == 1)), n_half_B=int(np.sum(self.half[used] == 2)),
                       apix=float(apix), box=int(self.ps.box), iterations=int(A.iteration),
-                      params=asdict(self.p))
+                      verdict=vd["verdict"], convergence=vd, params=asdict(self.p))
         with open(os.path.join(self.out, "result.json"), "w") as f:
             json.dump(result, f, indent=1)
         self.stage = "done"

@@ -56,6 +56,8 @@ class SGDParams:
     # true map at SNR 0.05 / box 64 / 5 A, brings the median angular error from 3.8 (8) to 2.9 deg (32).
     final_top_k: int = 32
     n_backproject: int = 4
+    # poses per image drawn from the coarse posterior outside the beam (search.PoseSearch.search)
+    n_samples: int = 32
     noise_prior_images: float = 50.0
     pad: int = 2
     seed: int = 0
@@ -164,6 +166,10 @@ class SGDRun:
         self.seen = np.zeros(n, bool)
         self.R = np.tile(np.eye(3, dtype=np.float32), (n, 1, 1))
         self.t = np.zeros((n, 2), np.float32)
+        # per-particle scores of the latest pose assignment: log-likelihood gain of the best pose
+        # (sum |X|^2/s2 - |X - C P|^2/s2) and that pose's posterior probability
+        self.loglik = np.full(n, np.nan, np.float32)
+        self.maxprob = np.full(n, np.nan, np.float32)
         self.log: list[dict] = []
         self._rshell_grid = fourier.radial_index((Dp, Dp, Dp)) / params.pad
         self.window = fourier.soft_edge(fourier.radial_index((D, D, D)), self.rp, max(2.0, 0.08 * D))
@@ -263,11 +269,14 @@ class SGDRun:
             self.T0 = self._choose_temperature(X, C, s2, r)
         T = self.temperature_at(it)
         G = self.be.asarray(self.G)  # the model on the device once per iteration (search + noise update)
-        res = self.searcher.search(G, X, C, s2, kx, ky, r, temperature=T, n_keep=self.p.n_backproject)
+        res = self.searcher.search(G, X, C, s2, kx, ky, r, temperature=T, n_keep=self.p.n_backproject,
+                                   n_samples=self.p.n_samples, rng=self.rng)
         t1 = time.time()
         # remember the best pose of every image seen
         self.R[sel] = res.R[:, 0]
         self.t[sel] = res.t[:, 0]
+        self.loglik[sel] = res.ll_best
+        self.maxprob[sel] = res.w[:, 0]
         self.seen[sel] = True
         # back-projection of posterior-weighted images and curvature
         self.acc.reset()
@@ -391,6 +400,8 @@ class SGDRun:
                                        kxf, kyf, self.r_max, n_keep=self.p.n_backproject, top_k=self.p.final_top_k)
             self.R[sel] = res.R[:, 0]
             self.t[sel] = res.t[:, 0]
+            self.loglik[sel] = res.ll_best
+            self.maxprob[sel] = res.w[:, 0]
             nb = res.R.shape[1]
             ph = fourier.shift_phases(kxf, kyf, res.t.reshape(-1, 2), D).reshape(len(sel), nb, -1)
             w = res.w[:, :, None]
@@ -425,6 +436,7 @@ class SGDRun:
         return dict(G=self.G, H=self.H, s2_shell=self.s2_shell, s2_count=self.s2_count,
                     T0=np.nan if self.T0 is None else self.T0, iteration=self.iteration, order=self.order,
                     cursor=self.cursor, seen=self.seen, R=self.R, t=self.t, idx=self.idx,
+                    loglik=self.loglik, maxprob=self.maxprob,
                     rng_state=np.frombuffer(_pickle(self.rng.bit_generator.state), np.uint8))
 
     def load_state(self, st: dict):
@@ -439,6 +451,9 @@ class SGDRun:
         self.seen = np.asarray(st["seen"], bool)
         self.R = np.asarray(st["R"], np.float32)
         self.t = np.asarray(st["t"], np.float32)
+        if "loglik" in st:  # checkpoints written before the scores existed resume without them
+            self.loglik = np.asarray(st["loglik"], np.float32)
+            self.maxprob = np.asarray(st["maxprob"], np.float32)
         self.rng.bit_generator.state = _unpickle(np.asarray(st["rng_state"]).tobytes())
 
     def params_dict(self) -> dict:

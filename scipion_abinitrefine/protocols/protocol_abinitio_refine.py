@@ -334,6 +334,9 @@ class ProtAbInitioRefine(ProtRefine3D):
             summary.append(f"Gold-standard resolution (FSC 0.143, corrected): {result['resolution_A']:.2f} A")
             summary.append(f"Particles used: {result.get('n_used')} (half-sets: {result.get('n_half_A', '?')} / "
                            f"{result.get('n_half_B', '?')}), unused: {result.get('n_unused')}")
+            conv = result.get("convergence")
+            if conv:  # did the independent halves find the same structure?
+                summary.append(conv["message"])
         summary.append(f"Maximum resolution {self.maxRes.get():g} A, initial {self.initRes.get():g} A, half-maps "
                        f"aligned up to {self.alignRes.get():g} A")
         return summary

@@ -53,10 +53,12 @@ class AbInitioRefineViewer(ProtocolViewer):
             table = self._fscTable()
         except FileNotFoundError as e:
             return self._errorView(str(e))
-        return [self.plotFsc(table, self.fscThreshold.get())]
+        conv = (self.protocol._readResult() or {}).get("convergence")
+        return [self.plotFsc(table, self.fscThreshold.get(), conv)]
 
     @staticmethod
-    def plotFsc(table, threshold=C.FSC_THRESHOLD):
+    def plotFsc(table, threshold=C.FSC_THRESHOLD, convergence=None):
+        """FSC curves; ``convergence`` (result.json's verdict) is shown on the plot, red when it failed."""
         plotter = Plotter(windowTitle="Gold-standard FSC", figsize=(7, 5))
         ax = plotter.createSubPlot("Gold-standard FSC between the half-maps", "Resolution (1/A)", "FSC")
         freq = table["freq_1_per_A"]
@@ -71,6 +73,13 @@ class AbInitioRefineViewer(ProtocolViewer):
             ax.set_title(f"Gold-standard FSC: {res:.2f} A at {threshold:g}")
         elif len(freq) and freq[-1] > 0:
             ax.set_title(f"FSC above {threshold:g} up to Nyquist ({1.0 / freq[-1]:.2f} A)")
+        if convergence:
+            ok = convergence.get("verdict") == "converged"
+            band = convergence.get("band_A")
+            if band:
+                ax.axvspan(1.0 / band[0], 1.0 / band[1], color="g" if ok else "r", alpha=0.08)
+            ax.text(0.02, 0.02, "halves " + str(convergence.get("verdict", "?")).upper(), transform=ax.transAxes,
+                    color="g" if ok else "r", fontsize=11, fontweight="bold")
         ax.set_ylim(-0.1, 1.05)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)

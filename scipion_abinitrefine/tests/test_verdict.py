@@ -1,0 +1,54 @@
+"""The convergence verdict: 'failed' on noise and on halves of different objects, 'converged' when the
+halves are one structure (independent noise on each)."""
+import numpy as np
+import pytest
+
+from scipion_abinitrefine.engine import align, fourier, fsc, simulate, verdict
+
+BOX, APIX, ALIGN, MAXRES = 48, 2.5, 20.0, 8.0
+
+
+def _noise(seed, sigma):
+    return np.random.default_rng(seed).normal(scale=sigma, size=(BOX,) * 3).astype(np.float32)
+
+
+def _judge(a, b):
+    aln = align.align_maps(a, b, APIX, max_res_A=ALIGN, hands=True)  # as the job does before judging
+    b = align.transform_map(b, aln)
+    gs = fsc.gold_standard_fsc(a, b, APIX)
+    return verdict.convergence_verdict(gs, BOX, APIX, ALIGN, MAXRES, align_cc=aln.score)
+
+
+@pytest.fixture(scope="module")
+def truth():
+    return simulate.make_phantom(BOX, APIX)
+
+
+def test_one_structure_converged(truth):
+    s = 0.5 * truth.std()
+    v = _judge(truth + _noise(1, s), truth + _noise(2, s))
+    assert v["verdict"] == "converged", v
+    assert v["agreement_beyond_alignment"] > 0.5 and "CONVERGED" in v["message"]
+
+
+def test_pure_noise_failed():
+    lp = lambda x: fourier.lowpass_volume(x, BOX * APIX / 8.0)  # noqa: E731  (maps as a job makes them)
+    v = _judge(np.maximum(lp(_noise(3, 1.0)), 0), np.maximum(lp(_noise(4, 1.0)), 0))
+    assert v["verdict"] == "failed", v
+    assert "NOT CONVERGED" in v["message"]
+
+
+def test_different_objects_failed(truth):
+    """Two halves that settled on different structures of the same size agree at low resolution after
+    alignment (both are blobs), but not past the alignment resolution."""
+    other = simulate.make_phantom(BOX, APIX, seed=3, shape="compact")
+    s = 0.2 * truth.std()
+    v = _judge(truth + _noise(5, s), other * (truth.sum() / other.sum()) + _noise(6, s))
+    assert v["verdict"] == "failed", v
+    assert v["align_cc"] is not None
+
+
+def test_no_band_is_undetermined(truth):
+    gs = fsc.gold_standard_fsc(truth, truth, APIX)
+    v = verdict.convergence_verdict(gs, BOX, APIX, ALIGN, max_res_A=ALIGN)
+    assert v["verdict"] == "undetermined" and "maximum resolution" in v["message"]
