@@ -36,7 +36,11 @@ DEMO_PARAMS = dict(max_res_A=6.0, init_iters=40, final_iters=40, radius_step=0.1
                    final_minibatch=300, minibatch_switch_iter=60, lr_duration=30, align_every=40)
 
 
-def _simulate(out, n, box, apix, snr, seed, map_path=None, log=print):
+def _simulate(out, n, box, apix, snr, seed, map_path=None, log=print, shape="demo", phantom_seed=None,
+              mass_kda=None, **data_kw):
+    """Simulate a data set into ``out``; ``data_kw`` go to :func:`simulate.simulate_particles` (B-factor,
+    noise colour, scale spread, defocus range, junk fraction). Ground truth: poses in the STAR file, the
+    map in truth.mrc, per-particle truth (junk flags and kinds, scales) in truth.csv."""
     from .engine import io, simulate
 
     os.makedirs(out, exist_ok=True)
@@ -47,8 +51,9 @@ def _simulate(out, n, box, apix, snr, seed, map_path=None, log=print):
         apix = apix_map if apix_map > 0 else apix
         box = vol.shape[0]
     else:
-        vol = simulate.make_phantom(box, apix)
-    images, truth = simulate.simulate_particles(vol, n, apix, snr=snr, seed=seed)
+        pseed = phantom_seed if phantom_seed is not None else (7 if shape == "demo" else seed)
+        vol = simulate.make_phantom(box, apix, seed=pseed, shape=shape, mass_kda=mass_kda)
+    images, truth = simulate.simulate_particles(vol, n, apix, snr=snr, seed=seed, **data_kw)
     stack = os.path.join(out, "particles.mrcs")
     io.write_stack(stack, images, apix)
     io.write_mrc(os.path.join(out, "truth.mrc"), vol, apix)
@@ -59,8 +64,14 @@ def _simulate(out, n, box, apix, snr, seed, map_path=None, log=print):
                         origin_x=truth["origin_x"], origin_y=truth["origin_y"],
                         micrograph=np.array([f"mic{i // 100:04d}.mrc" for i in range(n)]))
     io.write_star(os.path.join(out, "particles.star"), ps)
-    log(f"simulated {n} particles (box {box}, {apix} A/px, SNR {snr}) -> {out}/particles.star "
-        f"(ground-truth poses inside), truth map {out}/truth.mrc")
+    with open(os.path.join(out, "truth.csv"), "w") as f:
+        f.write("index,image_name,junk,junk_kind,scale\n")
+        for i in range(n):
+            f.write(f"{i},{ps.image_names[i]},{int(truth['junk'][i])},{truth['junk_kind'][i]},"
+                    f"{truth['scale'][i]:.4f}\n")
+    n_junk = int(truth["junk"].sum())
+    log(f"simulated {n} particles (box {box}, {apix} A/px, SNR {snr}, {n_junk} junk) -> {out}/particles.star "
+        f"(ground-truth poses inside), truth map {out}/truth.mrc, per-particle truth {out}/truth.csv")
     return os.path.join(out, "particles.star")
 
 
@@ -102,7 +113,15 @@ def cmd_run(args):
 
 
 def cmd_simulate(args):
-    _simulate(args.out, args.n, args.box, args.apix, args.snr, args.seed, args.map)
+    if not 0 <= args.junk < 1:
+        print(f"error: --junk {args.junk}: a fraction in [0, 1)", file=sys.stderr)
+        return 2
+    if args.defocus[0] <= 0 or args.defocus[1] < args.defocus[0]:
+        print(f"error: --defocus {args.defocus}: MIN MAX in micrometres, 0 < MIN <= MAX", file=sys.stderr)
+        return 2
+    _simulate(args.out, args.n, args.box, args.apix, args.snr, args.seed, args.map, shape=args.shape,
+              phantom_seed=args.phantom_seed, mass_kda=args.mass_kda, bfactor=args.bfactor, noise=args.noise,
+              scale_spread=args.scale_spread, defocus_range_um=tuple(args.defocus), junk_fraction=args.junk)
     return 0
 
 
@@ -174,6 +193,17 @@ def build_parser():
     s.add_argument("--snr", type=float, default=0.05)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--map", default=None, help="MRC map to project instead of the built-in phantom")
+    s.add_argument("--shape", default="demo", choices=["demo", "compact", "elongated", "flat"],
+                   help="phantom family (demo: the embedded demo map)")
+    s.add_argument("--phantom-seed", type=int, default=None, help="draws the phantom within its family")
+    s.add_argument("--mass-kda", type=float, default=None, help="phantom size by mass (default: 60%% of the box)")
+    s.add_argument("--bfactor", type=float, default=0.0, help="B-factor envelope (A^2), real data: 50-150")
+    s.add_argument("--noise", default="white", choices=["white", "coloured"], help="noise spectrum")
+    s.add_argument("--scale-spread", type=float, default=0.0, help="per-particle amplitude scale 1 +- this")
+    s.add_argument("--defocus", type=float, nargs=2, default=[0.8, 2.5], metavar=("MIN", "MAX"),
+                   help="defocus range (um)")
+    s.add_argument("--junk", type=float, default=0.0,
+                   help="fraction of junk: empty ice, off-centre particles, another object, aggregates")
     s.set_defaults(func=cmd_simulate)
 
     d = sub.add_parser("demo", parents=[common], help="simulate the demo set and run the job on it")

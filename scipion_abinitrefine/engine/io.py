@@ -214,7 +214,7 @@ class ParticleSet:
     origin_y: np.ndarray | None = None
     half: np.ndarray | None = None
     micrograph: np.ndarray | None = None
-    loglik: np.ndarray | None = None  # rlnLogLikeliContribution: log-likelihood gain of the best pose
+    loglik: np.ndarray | None = None  # rlnLogLikeliContribution: log marginal likelihood (vs noise only)
     maxprob: np.ndarray | None = None  # rlnMaxValueProbDistribution: posterior probability of the best pose
     source_star: str | None = None
     _cache: _StackCache | None = field(default=None, init=False, repr=False)

@@ -42,6 +42,10 @@ class SearchResult:
     w: np.ndarray  # (B, n) posterior weights (sum 1)
     ess: np.ndarray  # (B,) effective number of base-grid rotations (3D ESS) at level 0
     ll_best: np.ndarray  # (B,) best log-likelihood at the final level
+    # (B,) log marginal likelihood ratio of the model against "noise only" (T = 1, level-0 grid, uniform
+    # pose prior): log mean over poses of exp(LL). What RELION reports as rlnLogLikeliContribution
+    # (up to the noise-only constant); low for images the model cannot explain (junk)
+    evidence: np.ndarray = None
 
 
 class PoseSearch:
@@ -149,6 +153,7 @@ class PoseSearch:
         parR = xp.empty((B, K, 3, 3), np.float32)
         part = xp.empty((B, K, 2), np.float32)
         ess = xp.empty(B, np.float32)
+        evidence = xp.empty(B, np.float32)
         ph0 = fourier.shift_phases(kx[:m0], ky[:m0], shifts, self.box, xp)  # (S, m0)
         P0r = xp.ascontiguousarray(xp.concatenate([P0.real, P0.imag], axis=1).astype(np.float32).T)  # (2 m0, nR)
         P0n = xp.ascontiguousarray((xp.abs(P0) ** 2).astype(np.float32).T)  # (m0, nR)
@@ -178,6 +183,9 @@ class PoseSearch:
             p = xp.exp(flat - mx).reshape(b - a, S, -1).sum(axis=1)
             p /= p.sum(axis=1, keepdims=True)
             ess[a:b] = 1.0 / (p**2).sum(axis=1)
+            f1 = flat * temperature
+            m1 = f1.max(axis=1)
+            evidence[a:b] = m1 + xp.log(xp.exp(f1 - m1[:, None]).mean(axis=1))
             if M:
                 top0[a:b] = top
                 samp[a:b], logp_samp[a:b] = _draw(xp, flat - mx, be.asarray(U[a:b]))
@@ -201,7 +209,7 @@ class PoseSearch:
             tk = xp.concatenate([tk, ts], axis=1)
             w = xp.concatenate([w * (1.0 - alpha)[:, None], ws], axis=1)
         h = be.to_host
-        res = SearchResult(h(Rk), h(tk), h(w).astype(np.float32), h(ess), h(ll[:, 0]))
+        res = SearchResult(h(Rk), h(tk), h(w).astype(np.float32), h(ess), h(ll[:, 0]), h(evidence))
         if return_ll0:
             return res, np.concatenate(ll0_all)
         return res

@@ -58,6 +58,9 @@ class SGDParams:
     n_backproject: int = 4
     # poses per image drawn from the coarse posterior outside the beam (search.PoseSearch.search)
     n_samples: int = 32
+    # weight each image by the posterior probability that the model, not noise alone, explains it
+    # (sigmoid of its log marginal likelihood ratio): junk that the model cannot explain steers it less
+    junk_weighting: bool = True
     noise_prior_images: float = 50.0
     pad: int = 2
     seed: int = 0
@@ -166,8 +169,8 @@ class SGDRun:
         self.seen = np.zeros(n, bool)
         self.R = np.tile(np.eye(3, dtype=np.float32), (n, 1, 1))
         self.t = np.zeros((n, 2), np.float32)
-        # per-particle scores of the latest pose assignment: log-likelihood gain of the best pose
-        # (sum |X|^2/s2 - |X - C P|^2/s2) and that pose's posterior probability
+        # per-particle scores of the latest pose assignment: log marginal likelihood ratio against noise
+        # only (search.SearchResult.evidence) and the best pose's posterior probability
         self.loglik = np.full(n, np.nan, np.float32)
         self.maxprob = np.full(n, np.nan, np.float32)
         self.log: list[dict] = []
@@ -275,7 +278,7 @@ class SGDRun:
         # remember the best pose of every image seen
         self.R[sel] = res.R[:, 0]
         self.t[sel] = res.t[:, 0]
-        self.loglik[sel] = res.ll_best
+        self.loglik[sel] = res.evidence
         self.maxprob[sel] = res.w[:, 0]
         self.seen[sel] = True
         # back-projection of posterior-weighted images and curvature
@@ -283,7 +286,7 @@ class SGDRun:
         nb = res.R.shape[1]
         ph = fourier.shift_phases(kx, ky, res.t.reshape(-1, 2), self.box).reshape(len(sel), nb, m)
         Xc = X[:, None, :] * ph  # centred images
-        w = res.w[:, :, None]
+        w = self._image_weights(res)[:, :, None]
         inv = (1.0 / s2)[None, None, :]
         vals = (w * C[:, None, :] * inv * Xc).reshape(-1, m)
         wts = (w * C[:, None, :] ** 2 * inv).reshape(-1, m)
@@ -303,6 +306,19 @@ class SGDRun:
                      seconds=t2 - t0)
         self.log.append(entry)
         return entry
+
+    def _image_weights(self, res) -> np.ndarray:
+        """Back-projection weights (B, n): pose posteriors, times P(model explains the image) when asked.
+
+        With prior odds 1:1 between "the model explains the image" and "noise alone does", the posterior
+        probability is sigmoid(evidence). A good particle has evidence >> 0 (weight ~1), an image of ice
+        ~0 (weight ~1/2); while the model explains nothing every image has ~1/2, which changes nothing in
+        the (normalised) update.
+        """
+        if not self.p.junk_weighting:
+            return res.w
+        pw = 1.0 / (1.0 + np.exp(-np.clip(res.evidence.astype(np.float64), -50, 50)))
+        return (res.w * pw[:, None]).astype(np.float32)
 
     def _choose_temperature(self, X, C, s2, r) -> float:
         """Annealing start: the temperature at which the median 3D ESS is the target fraction of the grid."""
@@ -400,11 +416,11 @@ class SGDRun:
                                        kxf, kyf, self.r_max, n_keep=self.p.n_backproject, top_k=self.p.final_top_k)
             self.R[sel] = res.R[:, 0]
             self.t[sel] = res.t[:, 0]
-            self.loglik[sel] = res.ll_best
+            self.loglik[sel] = res.evidence
             self.maxprob[sel] = res.w[:, 0]
             nb = res.R.shape[1]
             ph = fourier.shift_phases(kxf, kyf, res.t.reshape(-1, 2), D).reshape(len(sel), nb, -1)
-            w = res.w[:, :, None]
+            w = self._image_weights(res)[:, :, None]
             inv = (1.0 / s2f)[None, None, :]
             vals = (w * C[:, None, :] * inv * X[:, None, :] * ph).reshape(len(sel) * nb, -1)
             wts = np.broadcast_to((w * C[:, None, :] ** 2 * inv), (len(sel), nb, len(kxf))).reshape(vals.shape)

@@ -98,3 +98,19 @@ def test_mass_sets_the_size():
     small = simulate.phantom_atoms("compact", 3, mass_kda=50)
     big = simulate.phantom_atoms("compact", 3, mass_kda=400)
     assert len(big) / len(small) == pytest.approx(8.0, rel=0.15)  # atoms ~ mass
+
+
+def test_cli_writes_the_junk_truth(tmp_path):
+    from scipion_abinitrefine import cli
+    from scipion_abinitrefine.engine import io
+
+    assert cli.main(["simulate", "--out", str(tmp_path), "--n", "50", "--box", "32", "--apix", "4", "--junk", "0.2",
+                     "--shape", "flat", "--bfactor", "80", "--noise", "coloured", "--scale-spread", "0.2",
+                     "--defocus", "0.5", "3"]) == 0
+    rows = np.genfromtxt(tmp_path / "truth.csv", delimiter=",", names=True, dtype=None, encoding=None)
+    ps = io.read_star(str(tmp_path / "particles.star"))
+    assert len(rows) == len(ps) == 50 and rows["junk"].sum() == 10
+    assert set(rows["junk_kind"][rows["junk"] == 1]) <= set(simulate.JUNK_KINDS)
+    d = 0.5 * (ps.ctf.defocus_u + ps.ctf.defocus_v)
+    assert d.min() >= 0.45e4 and d.max() <= 3.05e4
+    assert cli.main(["simulate", "--out", str(tmp_path / "x"), "--junk", "1.5"]) == 2

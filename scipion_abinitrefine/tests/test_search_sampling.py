@@ -1,0 +1,59 @@
+"""Posterior samples beyond the beam (search.PoseSearch.search n_samples): the draws follow the level-0
+posterior, and the mass they carry is the posterior mass the beam misses."""
+import numpy as np
+import pytest
+
+from scipion_abinitrefine.engine import fourier, search, simulate
+from scipion_abinitrefine.engine.ctf import ctf_at
+
+
+def test_draws_follow_the_softmax():
+    rng = np.random.default_rng(0)
+    logp = rng.normal(scale=2.0, size=(3, 50)).astype(np.float32)
+    M = 40000
+    idx, lp = search._draw(np, logp, rng.random((3, M)))
+    p = np.exp(logp - logp.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    for b in range(3):
+        freq = np.bincount(idx[b], minlength=50) / M
+        np.testing.assert_allclose(freq, p[b], atol=4 * np.sqrt(p[b].max() / M))
+        np.testing.assert_allclose(lp[b], np.log(p[b][idx[b]]), atol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def low_snr_batch():
+    D, apix = 32, 4.0
+    vol = simulate.make_phantom(D, apix)
+    images, truth = simulate.simulate_particles(vol, 12, apix, snr=0.02, seed=3)
+    r = 4.0  # one level: the samples' mass is exactly the level-0 mass outside the beam
+    kx, ky = fourier.half_plane_points(r)
+    X = fourier.gather_points(fourier.ft2c(images / truth["noise_sigma"]), kx, ky).astype(np.complex64)
+    C = ctf_at(truth["ctf"], np.arange(len(images)), kx / (D * apix), ky / (D * apix))
+    s2 = np.full(len(kx), float((np.abs(X) ** 2).mean()), np.float32)
+    G = fourier.volume_to_fourier(vol / truth["noise_sigma"], 2)
+    return D, X, C, s2, kx, ky, r, G
+
+
+def test_sample_mass_is_the_mass_outside_the_beam(low_snr_batch):
+    D, X, C, s2, kx, ky, r, G = low_snr_batch
+    ps = search.PoseSearch(D, 12.0, 3.0, top_k=8)
+    assert len(ps.levels(r)) == 1
+    res, ll0 = ps.search(G, X, C, s2, kx, ky, r, n_keep=4, return_ll0=True, n_samples=4000,
+                         rng=np.random.default_rng(1))
+    assert res.R.shape[1] == 4 + 4000
+    np.testing.assert_allclose(res.w.sum(axis=1), 1.0, atol=1e-4)
+    flat = ll0.reshape(len(X), -1)
+    p = np.exp(flat - flat.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    beam_mass = np.sort(p, axis=1)[:, ::-1][:, :8].sum(axis=1)
+    alpha = res.w[:, 4:].sum(axis=1)
+    assert 0.2 < np.median(1 - beam_mass) < 0.999  # a broad posterior: the case the samples are for
+    np.testing.assert_allclose(alpha, 1 - beam_mass, atol=0.03)
+
+
+def test_no_samples_when_the_posterior_is_sharp(low_snr_batch):
+    """With a strong signal the beam holds all the mass and the samples get (almost) no weight."""
+    D, X, C, s2, kx, ky, r, G = low_snr_batch
+    ps = search.PoseSearch(D, 12.0, 3.0, top_k=8)
+    res = ps.search(G * 1.0, X, C, s2 / 400.0, kx, ky, r, n_keep=4, n_samples=64, rng=np.random.default_rng(2))
+    assert np.median(res.w[:, 4:].sum(axis=1)) < 0.01
