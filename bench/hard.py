@@ -24,8 +24,9 @@ import time
 
 import numpy as np
 
-# the schedule every case runs (shortened CryoSPARC schedule; box 64 at 2 A/px)
-JOB_PARAMS = dict(max_res_A=6.0, init_res_A=35.0, init_iters=60, final_iters=60, radius_step=0.08,
+# the schedule every case runs (box 64 at 2 A/px, a ~77 A particle: 60 iterations at 20 A, where its
+# orientations first carry information, then a 0.05 px/iteration ramp to 10 A; minibatch 300 throughout)
+JOB_PARAMS = dict(max_res_A=10.0, init_res_A=20.0, init_iters=60, final_iters=30, radius_step=0.05,
                   init_minibatch=300, final_minibatch=300, minibatch_switch_iter=100, lr_duration=40,
                   align_every=40)
 

@@ -29,6 +29,8 @@ RUN_OPTIONS = [
     ("--top-k", "top_k", int, "Poses kept per image between search levels"),
     ("--final-top-k", "final_top_k", int, "Poses kept per image between levels in the final pose assignment"),
     ("--checkpoint-minutes", "checkpoint_minutes", float, "Minutes between checkpoints"),
+    ("--pose-samples", "n_samples", int, "Poses drawn per image from the coarse posterior beyond the best ones "
+                                         "(marginalisation at low SNR; 0 = best poses only)"),
 ]
 
 DEMO = dict(n=2000, box=64, apix=2.0, snr=0.05)
@@ -86,6 +88,10 @@ def _params_from(args):
     p.backend = args.backend
     if getattr(args, "split_by_micrograph", False):
         p.split_by_micrograph = True
+    if getattr(args, "no_junk_weighting", False):
+        p.junk_weighting = False
+    if getattr(args, "exclude_junk", False):
+        p.exclude_junk = True
     return p
 
 
@@ -181,6 +187,10 @@ def build_parser():
     r.add_argument("--out", required=True, help="output directory")
     r.add_argument("--continue", dest="continue_", action="store_true", help="resume from the checkpoint")
     r.add_argument("--split-by-micrograph", action="store_true", help="keep each micrograph in one half")
+    r.add_argument("--no-junk-weighting", action="store_true",
+                   help="do not weight images by the probability that the model explains them")
+    r.add_argument("--exclude-junk", action="store_true",
+                   help="particles the final model explains no better than noise go to unused.star")
     for opt, field, typ, hlp in RUN_OPTIONS:
         r.add_argument(opt, dest=field, type=typ, default=None, help=hlp)
     r.set_defaults(func=cmd_run)

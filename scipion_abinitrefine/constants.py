@@ -16,6 +16,7 @@ DEFAULT_TARGET_ESS = 0.011
 DEFAULT_ALIGN_RES = 20.0  # A: the half-maps are never aligned beyond this resolution
 DEFAULT_ALIGN_EVERY = 50
 DEFAULT_SEED = 0
+DEFAULT_POSE_SAMPLES = 32
 
 # Fraction of the box extent used by the window/mask diameter wizard (the engine's automatic window)
 MASK_DIAMETER_FRACTION = 0.85

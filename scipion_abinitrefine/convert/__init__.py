@@ -4,6 +4,7 @@ from .particles import (  # noqa: F401
     particles_to_engine,
     read_job_keys,
     read_job_particles,
+    read_job_scores,
     stack_key,
     write_input_star,
 )

@@ -181,6 +181,15 @@ def write_input_star(particles, star_path, work_dir=None, log=None):
     return {stack_key(p, i): int(pid) for p, i, pid in zip(ps.stack_paths, ps.stack_index.tolist(), ids.tolist())}
 
 
+def read_job_scores(star_path) -> dict:
+    """Engine output STAR -> ``{stack_key: {column: value}}`` for the per-particle score columns present
+    (rlnLogLikeliContribution, rlnMaxValueProbDistribution)."""
+    ps = io.read_star(star_path)
+    cols = [(col, getattr(ps, name)) for name, col in io._SCORE_COLUMNS if getattr(ps, name) is not None]
+    return {stack_key(ps.stack_paths[k], ps.stack_index[k]): {c: float(v[k]) for c, v in cols}
+            for k in range(len(ps))} if cols else {}
+
+
 def read_job_particles(star_path):
     """Engine output STAR -> ``{stack_key: (rot, tilt, psi, origin_x, origin_y, half)}`` (half may be None)."""
     ps = io.read_star(star_path)

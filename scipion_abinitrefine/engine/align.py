@@ -52,6 +52,7 @@ class MapAlignment:
     shift: np.ndarray  # (3,) voxels of the original box, (x, y, z)
     flip: bool  # z-mirror applied before the rotation
     score: float  # normalised cross-correlation at the alignment resolution
+    identity_score: float = float("nan")  # the same NCC without rotation or hand change (shift refined)
 
 
 def _mirror(flip: bool) -> np.ndarray:
@@ -302,4 +303,7 @@ def align_maps(ref, mov, apix, max_res_A=20.0, hands=True, seed=0, n_refine=5, k
             Qs, ts, ncc = cand[o], tc[o], ncc[o]
         if best is None or ncc[0] > best.score:
             best = MapAlignment(R=Qs[0].copy(), shift=ts[0].copy(), flip=flip, score=float(ncc[0]))
+    ident = _source_matrix(np.eye(3)[None], False)
+    _, t0 = fine.grid_search(ident)
+    best.identity_score = float(fine.refine(ident, t0)[0][0])
     return best

@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pyworkflow.protocol.params as params
 import pyworkflow.utils as pwutils
-from pwem.objects import FSC, Integer, SetOfParticles, Volume
+from pwem.objects import FSC, Float, Integer, SetOfParticles, Volume
 from pwem.protocols import ProtRefine3D
 from pyworkflow import BETA
 from pyworkflow.protocol.constants import LEVEL_ADVANCED
@@ -95,6 +95,19 @@ class ProtAbInitioRefine(ProtRefine3D):
                       label="Target 3D ESS fraction",
                       help="Fraction of the poses that should carry posterior mass early on; sets the initial "
                            "noise scale (annealing). CryoSPARC default: 0.011.")
+        form.addParam("poseSamples", params.IntParam, default=C.DEFAULT_POSE_SAMPLES, expertLevel=LEVEL_ADVANCED,
+                      label="Pose samples per image",
+                      help="Poses drawn per image from the coarse posterior, beyond the best ones, so that the "
+                           "update marginalises over poses while the posterior is broad (low SNR, low "
+                           "resolution). 0 = best poses only (fails on low-SNR data).")
+        form.addParam("junkWeighting", params.BooleanParam, default=True, expertLevel=LEVEL_ADVANCED,
+                      label="Down-weight junk?",
+                      help="Weight each image by the probability that the model, rather than noise alone, "
+                           "explains it, so that junk steers the model less.")
+        form.addParam("excludeJunk", params.BooleanParam, default=False,
+                      label="Junk to the unused particles?",
+                      help="Particles that the final model explains no better than noise (negative "
+                           "rlnLogLikeliContribution) go to the unused particles instead of the output.")
         form.addParam("maskDiameter", params.FloatParam, default=0.0, label="Window/mask diameter (A)",
                       help="Diameter of the soft spherical window applied to the models (A). 0 = automatic "
                            "(85% of the box). The wizard proposes it from the box size and the pixel size.")
@@ -162,9 +175,14 @@ class ProtAbInitioRefine(ProtRefine3D):
             "--align-res", self.alignRes.get(),
             "--align-every", self.alignEvery.get(),
             "--mask-diameter", self.maskDiameter.get() or 0.0,
+            "--pose-samples", self.poseSamples.get(),
         ]
         if self.splitByMicrograph:
             args.append("--split-by-micrograph")
+        if not self.junkWeighting:
+            args.append("--no-junk-weighting")
+        if self.excludeJunk:
+            args.append("--exclude-junk")
         return [str(a) for a in args]
 
     def _getComputeArgs(self):
@@ -207,12 +225,13 @@ class ProtAbInitioRefine(ProtRefine3D):
         self.runJob(self.getPython(), args, numberOfMpi=1, numberOfThreads=1, env=self._getEnviron())
 
     def createOutputStep(self):
-        from ..convert import read_job_keys, read_job_particles, set_particle_pose, stack_key
+        from ..convert import read_job_keys, read_job_particles, read_job_scores, set_particle_pose, stack_key
 
         inputSet = self.inputParticles.get()
         with open(self._getIdsFile()) as f:
             idToKey = {int(pid): stack_key(p, i) for p, i, pid in json.load(f)}
         used = read_job_particles(self._getJobDir(C.OUT_PARTICLES))
+        scores = read_job_scores(self._getJobDir(C.OUT_PARTICLES))
         unusedKeys = set(read_job_keys(self._getJobDir(C.OUT_UNUSED)))
         result = self._readResult()
         apix = inputSet.getSamplingRate()
@@ -231,6 +250,8 @@ class ProtAbInitioRefine(ProtRefine3D):
                 newPart = particle.clone()
                 set_particle_pose(newPart, rot, tilt, psi, ox, oy, apix)
                 setattr(newPart, C.HALF_SET_ATTR, Integer(half if half is not None else 0))
+                for col, v in scores.get(key, {}).items():  # every item carries every column (sqlite)
+                    setattr(newPart, "_" + col, Float(v))
                 outSet.append(newPart)
             else:
                 if key not in unusedKeys:

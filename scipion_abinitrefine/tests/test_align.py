@@ -89,6 +89,11 @@ def test_align_maps_recovers_rotation_shift_and_hand(flip):
     assert so3.geodesic_deg(aln.R, truth.R) < 3.0
     assert np.abs(np.asarray(aln.shift) - truth.shift).max() < 0.5
     assert 0.5 < aln.score <= 1.0
+    # a large rotation / hand change found with certainty: far better than leaving the map unmoved,
+    # so the job applies it
+    assert aln.identity_score < aln.score - 0.1
+    from scipion_abinitrefine.engine.job import alignment_is_significant
+    assert alignment_is_significant(aln)
     assert dt < 45.0, dt  # ~3 s on one core; generous for a shared machine
     # the result maps mov onto ref
     back = align.transform_map(mov, aln)
@@ -116,3 +121,22 @@ def test_align_maps_ignores_information_beyond_max_res():
     assert np.allclose(a1.shift, a2.shift, atol=1e-3)
     assert a1.score == pytest.approx(a2.score, abs=1e-4)
     assert so3.geodesic_deg(a1.R, truth.R) < 2.0
+
+
+def test_identity_score_and_when_the_job_applies_an_alignment():
+    """The job keeps half B where it is unless a hand change / large rotation is clearly better."""
+    from scipion_abinitrefine.engine.job import ALIGN_MARGIN, alignment_is_significant
+
+    D, apix = 48, 3.0
+    v = blob_map(D, 4)
+    rng = np.random.default_rng(5)
+    a = align.align_maps(noisy(v, rng, 3.0), noisy(v, rng, 3.0), apix, max_res_A=20.0, hands=True)
+    assert a.identity_score == pytest.approx(a.score, abs=0.01)  # same frame: unmoved is as good
+    flip = MapAlignment(np.eye(3), np.zeros(3), True, score=a.identity_score + 0.5 * ALIGN_MARGIN,
+                        identity_score=a.identity_score)
+    assert not alignment_is_significant(flip)  # a marginally better flip is not applied
+    flip.score = a.identity_score + 2 * ALIGN_MARGIN
+    assert alignment_is_significant(flip)
+    small = MapAlignment(so3.axis_angle_to_matrix(np.array([0.0, 0.0, np.deg2rad(5.0)])), np.zeros(3), False,
+                         score=a.identity_score, identity_score=a.identity_score)
+    assert alignment_is_significant(small)  # small same-hand corrections always apply

@@ -144,3 +144,23 @@ def test_pure_noise_stays_uncorrelated(tmp_path):
     # next shell is fully independent
     assert res["resolution_A"] > 16.0
     assert res["verdict"] == "failed", res["convergence"]  # and the job warns that nothing converged
+
+
+def test_junk_scores_and_exclusion(tmp_path):
+    """With 30% junk, the per-particle score ranks junk lowest, and --exclude-junk moves mostly junk to
+    unused.star (all particles still accounted for)."""
+    data = tmp_path / "data"
+    subprocess.run([sys.executable, "-m", "scipion_abinitrefine.cli", "simulate", "--out", str(data), "--n", "300",
+                    "--box", "32", "--apix", "4", "--snr", "0.3", "--seed", "3", "--junk", "0.3"], check=True,
+                   capture_output=True)
+    out = tmp_path / "out"
+    res = run_job(str(data / "particles.star"), str(out), JobParams(**TINY, exclude_junk=True),
+                  log=lambda *a, **k: None)
+    truth = np.genfromtxt(data / "truth.csv", delimiter=",", names=True, dtype=None, encoding=None)
+    used = io.read_star(str(out / "particles.star"))
+    unused = io.read_star(str(out / "unused.star"))
+    assert len(used) + len(unused) == 300 and res["n_used"] == len(used)
+    junk = truth["junk"].astype(bool)
+    excluded = junk[unused.stack_index]
+    assert len(unused) > 0 and excluded.mean() > 0.6, (len(unused), excluded.mean())  # 30% by chance
+    assert junk[used.stack_index].mean() < 0.3  # what stays is cleaner than the input

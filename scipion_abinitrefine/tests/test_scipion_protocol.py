@@ -135,9 +135,10 @@ def _child_read(prot_id):
     for p in prot.outputParticles.iterItems(orderBy="id"):
         index, fn = p.getLocation()
         half = getattr(p, C.HALF_SET_ATTR, None)
+        ll = getattr(p, "_rlnLogLikeliContribution", None)
         used.append(dict(id=int(p.getObjId()), index=int(index), file=os.path.abspath(fn),
                          half=None if half is None else half.get(), pose=list(particle_pose(p, apix)),
-                         has_ctf=p.hasCTF()))
+                         has_ctf=p.hasCTF(), loglik=None if ll is None else ll.get()))
     unused = []
     if hasattr(prot, "outputUnusedParticles"):
         unused = [int(p.getObjId()) for p in prot.outputUnusedParticles.iterItems(orderBy="id")]
@@ -207,6 +208,7 @@ def test_transforms_are_the_job_poses(refined):
         assert poses.rotation_distance_deg(rot, tilt, psi, job.rot[k], job.tilt[k], job.psi[k]) < 0.01
         assert abs(ox - job.origin_x[k]) < 0.01 and abs(oy - job.origin_y[k]) < 0.01
         assert u["half"] == int(job.half[k])
+        assert u["loglik"] == pytest.approx(job.loglik[k], abs=1e-4)  # the score reaches Scipion too
 
 
 def test_volume_half_maps_and_fsc(refined):
@@ -225,6 +227,7 @@ def test_volume_half_maps_and_fsc(refined):
     assert np.allclose(out["fsc_x"], table["freq_1_per_A"]) and np.allclose(out["fsc_y"], table["fsc_corrected"])
     assert np.all(np.diff(out["fsc_x"]) > 0) and out["fsc_x"][-1] == pytest.approx(1 / (2 * APIX), rel=0.05)
     assert any("resolution" in s for s in out["summary"]) and out["methods"]
+    assert any("CONVERGED" in s for s in out["summary"]), out["summary"]  # the verdict, either way
     cites = " ".join(out["citations"])
     assert "Punjani et al., Nature Methods, 2017" in cites and "Error" not in cites, out["citations"]
 

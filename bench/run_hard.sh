@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The issue-10 benchmark sequence run for bench/RESULTS.rst (one case at a time: 2 cores).
+set -u
+cd "$(dirname "$0")/.."
+PY=.venv/bin/python
+$PY bench/hard.py --shape demo --snr 0.01 --n 10000 --seeds 0 --oracle
+$PY bench/hard.py --shape flat --snr 0.01 --n 10000 --seeds 1 --junk 0.2 --realistic
+$PY bench/hard.py --shape demo --snr 0.01 --n 10000 --seeds 0
+$PY bench/peers.py --shape demo --snr 0.01 --n 10000 --seeds 0 --relion-iters 25 100 25
+$PY bench/hard.py --shape compact --snr 0.01 --n 10000 --seeds 2
