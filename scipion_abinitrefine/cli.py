@@ -150,8 +150,8 @@ def cmd_demo(args):
     avg_t = align.transform_map(avg, aln)
     curve = fsc.fsc_curve(avg_t, truth, mask=fsc.soft_auto_mask(truth, apix))
     r05 = fsc.resolution_at(curve, truth.shape[0], apix, 0.5)
-    print(f"demo: gold-standard {res['resolution_A']:.2f} A; FSC(average map, truth) = 0.5 at {r05:.2f} A; "
-          f"hand {'flipped' if aln.flip else 'correct'} relative to the truth")
+    print(f"demo: gold-standard {res['resolution_A']:.2f} A ({res['verdict']}); FSC(average map, truth) = 0.5 at "
+          f"{r05:.2f} A; hand {'flipped' if aln.flip else 'correct'} relative to the truth")
     return 0
 
 

@@ -58,10 +58,11 @@ def test_bad_parameters_are_named():
         small_params().validate(33, 4.0, 1000)
 
 
-def test_final_pass_recovers_poses_from_the_true_map_and_a_wider_beam_helps(small_set):
-    """The final pose assignment (what users take downstream) against the true map; the wider final beam
-    (``final_top_k``) must reach poses the default beam misses. Measured: median 13.8 deg at K=8,
-    8.4 deg at K=32, 97 deg at K=1 (greedy)."""
+def test_final_pass_recovers_poses_from_the_true_map(small_set):
+    """The final pose assignment (what users take downstream) against the true map, with the default
+    beam and the wider final beam (``final_top_k``). Measured with the coarse level scored at its step's
+    own radius: median 13.8 deg at K=8, 8.4 deg at K=32; scored at twice that radius (search.SCORE_REACH)
+    the coarse level keeps the right poses: 7.2 deg at K=8, 7.1 deg at K=32."""
     vol, data, truth = small_set
     R_true = so3.euler_to_matrix(truth["rot"], truth["tilt"], truth["psi"])
     med = {}
@@ -74,5 +75,5 @@ def test_final_pass_recovers_poses_from_the_true_map_and_a_wider_beam_helps(smal
         run.final_pass()
         err, _ = metrics.pose_errors(run.R.astype(np.float64), R_true)
         med[k] = np.median(err)
-    assert med[32] < 11.0, med
-    assert med[32] < 0.85 * med[8], med
+    assert med[32] < 9.0 and med[8] < 9.0, med
+    assert med[32] <= 1.05 * med[8], med  # the wider beam never costs accuracy
