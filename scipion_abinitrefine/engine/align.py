@@ -53,6 +53,7 @@ class MapAlignment:
     flip: bool  # z-mirror applied before the rotation
     score: float  # normalised cross-correlation at the alignment resolution
     identity_score: float = float("nan")  # the same NCC without rotation or hand change (shift refined)
+    other: MapAlignment | None = None  # the best alignment in the other hand (when both were searched)
 
 
 def _mirror(flip: bool) -> np.ndarray:
@@ -283,7 +284,7 @@ def align_maps(ref, mov, apix, max_res_A=20.0, hands=True, seed=0, n_refine=5, k
         coarse = fine
     grid = so3.base_grid()
     base_step = so3.base_step_deg()
-    best = None
+    per_hand = {}
     for flip in ((False, True) if hands else (False,)):
         cc, _ = coarse.grid_search(_source_matrix(grid, flip))
         Qs = grid[_seeds(grid, cc, keep, 2, 2.0 * base_step)]
@@ -301,8 +302,9 @@ def align_maps(ref, mov, apix, max_res_A=20.0, hands=True, seed=0, n_refine=5, k
             ncc, tc = fine.refine(B, t0)
             o = np.argsort(-ncc)[:keep]
             Qs, ts, ncc = cand[o], tc[o], ncc[o]
-        if best is None or ncc[0] > best.score:
-            best = MapAlignment(R=Qs[0].copy(), shift=ts[0].copy(), flip=flip, score=float(ncc[0]))
+        per_hand[flip] = MapAlignment(R=Qs[0].copy(), shift=ts[0].copy(), flip=flip, score=float(ncc[0]))
+    best = max(per_hand.values(), key=lambda a: a.score)
+    best.other = per_hand.get(not best.flip)
     ident = _source_matrix(np.eye(3)[None], False)
     _, t0 = fine.grid_search(ident)
     best.identity_score = float(fine.refine(ident, t0)[0][0])

@@ -140,3 +140,16 @@ def test_identity_score_and_when_the_job_applies_an_alignment():
     small = MapAlignment(so3.axis_angle_to_matrix(np.array([0.0, 0.0, np.deg2rad(5.0)])), np.zeros(3), False,
                          score=a.identity_score, identity_score=a.identity_score)
     assert alignment_is_significant(small)  # small same-hand corrections always apply
+
+
+def test_choose_alignment_breaks_low_resolution_ties_by_the_independent_band():
+    """A flat particle fits both hands at 20 A (measured: NCC 0.961 flipped vs 0.959 unmoved); the halves'
+    agreement past the alignment resolution decides. A clearly worse NCC is never chosen."""
+    from scipion_abinitrefine.engine.job import choose_alignment
+
+    c = [("unmoved", 0.959, 0.02), ("best", 0.961, 0.05), ("other hand", 0.955, 0.60)]
+    assert choose_alignment(c) == 2
+    c = [("unmoved", 0.80, 0.70), ("best", 0.96, 0.10), ("other hand", 0.95, 0.05)]
+    assert choose_alignment(c) == 1  # unmoved is implausible at low resolution, whatever its band FSC
+    c = [("unmoved", 0.959, None), ("best", 0.961, None)]
+    assert choose_alignment(c) == 1  # no band: the NCC decides
