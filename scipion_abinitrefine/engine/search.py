@@ -184,15 +184,18 @@ class PoseSearch:
             part[a:b] = shifts[top // nR]
             # 3D ESS: posterior over rotations, marginalised over shifts
             mx = flat.max(axis=1, keepdims=True)
-            p = xp.exp(flat - mx).reshape(b - a, S, -1).sum(axis=1)
+            pf = xp.exp(flat - mx)  # the level-0 posterior, unnormalised: ESS, evidence, samples
+            p = pf.reshape(b - a, S, -1).sum(axis=1)
             p /= p.sum(axis=1, keepdims=True)
             ess[a:b] = 1.0 / (p**2).sum(axis=1)
-            f1 = flat * temperature
-            m1 = f1.max(axis=1)
-            evidence[a:b] = m1 + xp.log(xp.exp(f1 - m1[:, None]).mean(axis=1))
+            if temperature == 1.0:  # the evidence is at T = 1: the same exponentials
+                evidence[a:b] = mx[:, 0] + xp.log(pf.mean(axis=1))
+            else:
+                f1 = flat * temperature
+                m1 = f1.max(axis=1)
+                evidence[a:b] = m1 + xp.log(xp.exp(f1 - m1[:, None]).mean(axis=1))
             if M:
                 top0[a:b] = top
-                pf = xp.exp(flat - mx)
                 outside0[a:b] = 1.0 - xp.take_along_axis(pf, top, 1).sum(axis=1) / pf.sum(axis=1)
                 samp[a:b], logp_samp[a:b] = _draw(xp, flat - mx, be.asarray(U[a:b]))
         step, sstep = self.step0, s_step
