@@ -38,7 +38,7 @@ def choose_alignment(cands: list[tuple[str, float, float | None]], margin: float
     apart. Candidates within ``margin`` NCC of the best are plausible; among them the one whose halves agree
     best in the band wins. Choosing among two or three discrete candidates this way is a 1-2 bit selection:
     it cannot manufacture agreement in the band (the expected maximum of 3 unrelated band FSCs is ~0.85
-    sigma, under the verdict's 3 sigma). Without a band (band FSC None), the plain significance rule.
+    sigma, under the verdict's 3 sigma). A candidate without a band FSC (None) makes the NCC decide.
     """
     best_ncc = max(c[1] for c in cands)
     plausible = [i for i, c in enumerate(cands) if c[1] >= best_ncc - margin]
@@ -177,30 +177,26 @@ class Job:
 
     # ------------------------------------------------------------------------------ alignment
     def align_halves(self):
-        from . import align, fsc
+        from . import align, fsc, verdict
 
         A, B = self.runs["A"], self.runs["B"]
         t0 = time.time()
         va, vb = A.model_volume(), B.model_volume()
         aln = align.align_maps(va, vb, self.ps.apix, max_res_A=self.p.align_res_A, hands=True, seed=self.p.seed)
-        D, apix = self.ps.box, self.ps.apix
-        lo = D * apix / self.p.align_res_A
-        hi = min(1.5 * lo, A.radius_at(max(A.iteration - 1, 0)), D // 2)
-        band = (np.arange(D // 2 + 1) > lo + 0.5) & (np.arange(D // 2 + 1) <= hi)
+        band, _ = verdict.independent_band(self.ps.box, self.ps.apix, self.p.align_res_A,
+                                           A.radius_at(max(A.iteration - 1, 0)))
         cands = [("unmoved", aln.identity_score, None), ("best", aln.score, aln)]
         if aln.other is not None:
             cands.append(("other hand", aln.other.score, aln.other))
-        band_fsc = []
-        for _, _, c in cands:
-            if not band.any():
-                band_fsc.append(None)
-                continue
-            moved = vb if c is None else align.transform_map(vb, c)
-            band_fsc.append(float(fsc.fsc_curve(va, moved)[band].mean()))
-        if not band.any():  # no independent band yet: the NCC alone decides, large changes must be clear
-            pick = 1 if alignment_is_significant(aln) else 0
-        else:
+        if band.any():  # equally good at the alignment resolution: the independent band decides
+            band_fsc = [float(fsc.fsc_curve(va, vb if c is None else align.transform_map(vb, c))[band].mean())
+                        for _, _, c in cands]
             pick = choose_alignment([(n, s, b) for (n, s, _), b in zip(cands, band_fsc)])
+            rule = "agreement past the alignment resolution"
+        else:  # no independent band yet: the NCC alone decides, large changes must be clear
+            band_fsc = [None] * len(cands)
+            pick = 1 if alignment_is_significant(aln) else 0
+            rule = f"NCC margin {ALIGN_MARGIN:g} for hand changes and rotations > {ALIGN_BIG_DEG:g} deg"
         chosen = cands[pick][2]
         applied = chosen is not None
         if applied:
@@ -213,12 +209,11 @@ class Job:
                    shift_px=[float(x) for x in np.asarray(aln.shift)], seconds=time.time() - t0)
         self.alignments.append(rec)
         if applied:
-            self.say(f"  aligned half B to A at {self.p.align_res_A:g} A: rotation {angle:.1f} deg, "
-                     f"flip={rec['flip']}, cc={rec['score']:.3f} (unmoved: {rec['identity_score']:.3f})")
+            self.say(f"  aligned half B to A at {self.p.align_res_A:g} A ({cands[pick][0]}): rotation {angle:.1f} "
+                     f"deg, flip={rec['flip']}, cc={rec['score']:.3f} (unmoved: {rec['identity_score']:.3f})")
         else:
-            self.say(f"  half B kept in its frame: the best alignment (rotation {angle:.1f} deg, flip={rec['flip']}, "
-                     f"cc={rec['score']:.3f}) is not significantly better than B unmoved (cc "
-                     f"{rec['identity_score']:.3f})")
+            self.say(f"  half B kept in its frame (by {rule}): the best alignment (rotation {angle:.1f} deg, "
+                     f"flip={rec['flip']}, cc={rec['score']:.3f}) against B unmoved (cc {rec['identity_score']:.3f})")
 
     # ------------------------------------------------------------------------------ main loop
     def run_sgd(self):

@@ -36,6 +36,15 @@ def noise_fsc_sigma(mask: np.ndarray) -> np.ndarray:
     return 1.0 / np.sqrt(n_ind)
 
 
+def independent_band(box: int, apix: float, align_res_A: float, limit_radius: float) -> tuple[np.ndarray, float]:
+    """Shells (bool mask over 0..box//2) just past the alignment resolution, out to BAND_FACTOR x finer and
+    never past ``limit_radius`` (index units: the resolution the maps reach), and the band's outer radius."""
+    lo_k = box * apix / align_res_A  # shell of the alignment resolution
+    hi_k = min(BAND_FACTOR * lo_k, limit_radius, box // 2)
+    shells = np.arange(box // 2 + 1)
+    return (shells > lo_k + 0.5) & (shells <= hi_k + 1e-9), hi_k
+
+
 def convergence_verdict(gs: dict, box: int, apix: float, align_res_A: float, max_res_A: float,
                         align_cc: float | None = None) -> dict:
     """Verdict from the gold-standard FSC (:func:`fsc.gold_standard_fsc` output).
@@ -45,10 +54,7 @@ def convergence_verdict(gs: dict, box: int, apix: float, align_res_A: float, max
     resolution limits), 'align_cc', and 'message' (one sentence for the log and summaries).
     """
     corr = np.asarray(gs["fsc_corrected"], np.float64)
-    shells = np.arange(len(corr))
-    lo_k = box * apix / align_res_A  # shell of the alignment resolution
-    hi_k = min(box * apix / (align_res_A / BAND_FACTOR), box * apix / max_res_A, box // 2)
-    band = (shells > lo_k + 0.5) & (shells <= hi_k + 1e-9)
+    band, hi_k = independent_band(box, apix, align_res_A, box * apix / max_res_A)
     out = dict(align_cc=None if align_cc is None else float(align_cc),
                band_A=[float(align_res_A), float(box * apix / max(hi_k, 1e-9))])
     if not band.any():
