@@ -45,22 +45,27 @@ def simulate_case(d, shape, n, snr, junk, seed, realistic, box=64, apix=2.0):
     return truth, t
 
 
+def truth_scores(vol, ps, truth_vol, t, apix):
+    """FSC of ``vol`` to the truth (aligned, both hands, masked) and the good particles' pose errors."""
+    from scipion_abinitrefine.engine import align, fsc, metrics, so3
+
+    aln = align.align_maps(truth_vol, vol, apix, max_res_A=15.0, hands=True)
+    curve = fsc.fsc_curve(align.transform_map(vol, aln), truth_vol, fsc.soft_auto_mask(truth_vol, apix))
+    D = truth_vol.shape[0]
+    good = ~t["junk"][ps.stack_index]
+    R_true = so3.euler_to_matrix(t["rot"], t["tilt"], t["psi"])[ps.stack_index]
+    err, _ = metrics.pose_errors(so3.euler_to_matrix(ps.rot, ps.tilt, ps.psi)[good], R_true[good])
+    return dict(fsc05_A=fsc.resolution_at(curve, D, apix, 0.5), fsc0143_A=fsc.resolution_at(curve, D, apix, 0.143),
+                median_err_deg=float(np.median(err)), within10=float(np.mean(err < 10)))
+
+
 def evaluate(out_dir, truth_vol, t, apix):
-    from scipion_abinitrefine.engine import align, fsc, io, metrics, so3
+    from scipion_abinitrefine.engine import io
 
     a, _ = io.read_mrc(os.path.join(out_dir, "half_map_A.mrc"))
     b, _ = io.read_mrc(os.path.join(out_dir, "half_map_B.mrc"))
-    avg = 0.5 * (a + b)
-    aln = align.align_maps(truth_vol, avg, apix, max_res_A=15.0, hands=True)
-    curve = fsc.fsc_curve(align.transform_map(avg, aln), truth_vol, fsc.soft_auto_mask(truth_vol, apix))
-    D = truth_vol.shape[0]
-    o = dict(fsc05_A=fsc.resolution_at(curve, D, apix, 0.5), fsc0143_A=fsc.resolution_at(curve, D, apix, 0.143))
     ps = io.read_star(os.path.join(out_dir, "particles.star"))
-    good = ~t["junk"][ps.stack_index]
-    R_true = so3.euler_to_matrix(t["rot"], t["tilt"], t["psi"])[ps.stack_index]
-    R_est = so3.euler_to_matrix(ps.rot, ps.tilt, ps.psi)
-    err, _ = metrics.pose_errors(R_est[good], R_true[good])
-    o.update(median_err_deg=float(np.median(err)), within10=float(np.mean(err < 10)))
+    o = truth_scores(0.5 * (a + b), ps, truth_vol, t, apix)
     if t["junk"].any() and ps.loglik is not None:
         # junk detection: the lowest 20% of the log-likelihood gain, normalised per half-set
         score = ps.loglik.copy()

@@ -20,8 +20,6 @@ import sys
 import tempfile
 import time
 
-import numpy as np
-
 sys.path.insert(0, os.path.dirname(__file__))
 import hard  # noqa: E402
 
@@ -50,18 +48,10 @@ def run_relion(d, n_threads, iters, particle_diameter):
 
 
 def score_relion(res, truth_vol, t, apix):
-    from scipion_abinitrefine.engine import align, fsc, io, metrics, so3
+    from scipion_abinitrefine.engine import io
 
     vol, _ = io.read_mrc(res["map"])
-    aln = align.align_maps(truth_vol, vol, apix, max_res_A=15.0, hands=True)
-    curve = fsc.fsc_curve(align.transform_map(vol, aln), truth_vol, fsc.soft_auto_mask(truth_vol, apix))
-    D = truth_vol.shape[0]
-    ps = io.read_star(res["data"])
-    good = ~t["junk"][ps.stack_index]
-    R_true = so3.euler_to_matrix(t["rot"], t["tilt"], t["psi"])[ps.stack_index]
-    err, _ = metrics.pose_errors(so3.euler_to_matrix(ps.rot, ps.tilt, ps.psi)[good], R_true[good])
-    return dict(fsc05_A=fsc.resolution_at(curve, D, apix, 0.5), fsc0143_A=fsc.resolution_at(curve, D, apix, 0.143),
-                median_err_deg=float(np.median(err)), within10=float(np.mean(err < 10)))
+    return hard.truth_scores(vol, io.read_star(res["data"]), truth_vol, t, apix)
 
 
 def main():

@@ -275,11 +275,7 @@ class SGDRun:
         res = self.searcher.search(G, X, C, s2, kx, ky, r, temperature=T, n_keep=self.p.n_backproject,
                                    n_samples=self.p.n_samples, rng=self.rng)
         t1 = time.time()
-        # remember the best pose of every image seen
-        self.R[sel] = res.R[:, 0]
-        self.t[sel] = res.t[:, 0]
-        self.loglik[sel] = res.evidence
-        self.maxprob[sel] = res.w[:, 0]
+        self._remember(sel, res)
         self.seen[sel] = True
         # back-projection of posterior-weighted images and curvature
         self.acc.reset()
@@ -306,6 +302,13 @@ class SGDRun:
                      seconds=t2 - t0)
         self.log.append(entry)
         return entry
+
+    def _remember(self, sel, res):
+        """Best pose and scores of images ``sel`` from their latest search."""
+        self.R[sel] = res.R[:, 0]
+        self.t[sel] = res.t[:, 0]
+        self.loglik[sel] = res.evidence
+        self.maxprob[sel] = res.w[:, 0]
 
     def _image_weights(self, res) -> np.ndarray:
         """Back-projection weights (B, n): pose posteriors, times P(model explains the image) when asked.
@@ -414,10 +417,7 @@ class SGDRun:
             C = ctf_at(self.data.ctf, gidx, kxf / (D * self.apix), kyf / (D * self.apix))
             res = self.searcher.search(G, X[:, :m_search], C[:, :m_search], s2f[:m_search],
                                        kxf, kyf, self.r_max, n_keep=self.p.n_backproject, top_k=self.p.final_top_k)
-            self.R[sel] = res.R[:, 0]
-            self.t[sel] = res.t[:, 0]
-            self.loglik[sel] = res.evidence
-            self.maxprob[sel] = res.w[:, 0]
+            self._remember(sel, res)
             nb = res.R.shape[1]
             ph = fourier.shift_phases(kxf, kyf, res.t.reshape(-1, 2), D).reshape(len(sel), nb, -1)
             w = self._image_weights(res)[:, :, None]
