@@ -7,13 +7,17 @@ number = "3",
 pages = "290--296",
 year = "2017",
 doi = "http://dx.doi.org/10.1038/nmeth.4169",
+url = "https://doi.org/10.1038/nmeth.4169",
 author = "Punjani, Ali and Rubinstein, John L. and Fleet, David J. and Brubaker, Marcus A.",
 }
 
 @misc{Kim2025,
-title = "Kim, Li and Clarke (2025): reference named in the plugin's issue list; bibliographic details not verified",
-year = "2025",
 author = "Kim and Li and Clarke",
+howpublished = "bioRxiv preprint 2025.09.08.674935",
+journal = "bioRxiv",
+year = "2025",
+doi = "http://dx.doi.org/10.1101/2025.09.08.674935",
+url = "https://doi.org/10.1101/2025.09.08.674935",
 }
 
 @article{Chen2013,

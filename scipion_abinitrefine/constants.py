@@ -1,7 +1,7 @@
 """Constants shared by the Scipion protocol, wizards and viewers (no Scipion import here)."""
 
 # Defaults of the protocol form, named after CryoSPARC's Ab-Initio Reconstruction / Homogeneous Ab-Initio
-# Refinement parameters (DESIGN.md section 7).
+# Refinement parameters (docs/design.rst, "Parameters").
 DEFAULT_MAX_RES = 6.0  # A (CryoSPARC ab-initio: 12 A; HAIR pushes to ~3 A)
 DEFAULT_INIT_RES = 35.0  # A
 DEFAULT_INIT_MINIBATCH = 90

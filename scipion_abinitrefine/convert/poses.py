@@ -1,4 +1,4 @@
-"""The one place where RELION poses meet Scipion's alignment matrices (DESIGN.md section 2).
+"""The one place where RELION poses meet Scipion's alignment matrices (docs/design.rst, "Conventions").
 
 RELION poses: Euler angles (rot, tilt, psi) in degrees (ZYZ, ``Euler_angles2matrix``: matrix ``A``) and the
 origin (``rlnOriginXAngst/YAngst``) in Angstrom. Scipion stores a projection alignment as the 4x4 matrix

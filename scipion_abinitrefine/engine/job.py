@@ -1,4 +1,4 @@
-"""The Homogeneous Ab-Initio Refinement job (DESIGN.md section 3): two gold-standard halves, each
+"""The Homogeneous Ab-Initio Refinement job (docs/design.rst): two gold-standard halves, each
 reconstructed from its own random start by SGD, kept in one frame by low-resolution map alignment,
 finished by per-half Fourier reconstruction and a gold-standard FSC.
 

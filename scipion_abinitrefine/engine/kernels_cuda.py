@@ -9,11 +9,11 @@ Same shapes and conventions as :mod:`kernels_cpu` (see there), same geometry hel
   kx, ky (m,)            float32   half-plane frequency points
   out, vals (n, m, 2)    float32   slice values (re, im);  wts (n, m) float32
 
-Kernel rules (DESIGN.md section 4): float32/int32 only (``float32(...)`` literals), complex accumulation through
-float32 views and float32 ``cuda.atomic.add`` (complex atomics pass in the simulator but fail on a GPU), the
-API is called only as ``cuda.xxx`` (the simulator swaps the module), GPU-only jit options sit behind
-:func:`_kernel`, and :func:`launch_config` checks launch limits. The module imports and the kernels run under
-``NUMBA_ENABLE_CUDASIM=1`` without CuPy; :class:`CUDABackend` imports CuPy when it is created.
+Kernel rules (docs/design.rst, "Backends and kernel rules"): float32/int32 only (``float32(...)`` literals),
+complex accumulation through float32 views and float32 ``cuda.atomic.add`` (complex atomics pass in the simulator
+but fail on a GPU), the API is called only as ``cuda.xxx`` (the simulator swaps the module), GPU-only jit options
+sit behind :func:`_kernel`, and :func:`launch_config` checks launch limits. The module imports and the kernels run
+under ``NUMBA_ENABLE_CUDASIM=1`` without CuPy; :class:`CUDABackend` imports CuPy when it is created.
 
 Threads: x indexes the frequency point j, y the rotation r with a grid-stride loop (no per-sample division;
 any n fits the 65535 grid-y limit). Adjacent threads take adjacent points of one slice: points are sorted by

@@ -1,4 +1,5 @@
-"""Stochastic-gradient-descent ab-initio reconstruction of one particle set (DESIGN.md section 3, step 2).
+"""Stochastic-gradient-descent ab-initio reconstruction of one particle set
+(docs/design.rst, "The algorithm, one half").
 
 The model is a real-space density; its padded Fourier transform G (pre-compensated for trilinear gridding)
 is what slices are cut from. One iteration:

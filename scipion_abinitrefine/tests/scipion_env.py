@@ -1,4 +1,4 @@
-"""Headless Scipion for the plugin's tests (DESIGN.md section 6).
+"""Headless Scipion for the plugin's tests (docs/design.rst, "Scipion layer and its tests").
 
 Scipion reads its configuration from the environment when ``pyworkflow`` is first imported, so every
 Scipion-side check runs in a child process whose environment is complete before it starts:
@@ -8,7 +8,12 @@ Scipion-side check runs in a child process whose environment is complete before 
 The child (``python -m scipion_abinitrefine.tests.scipion_env MODULE:FUNC ARGS.json``) writes
 ``$SCIPION_HOME/config/hosts.conf`` with ``HostConfig.writeBasic``, calls ``FUNC(**args)`` and prints its
 JSON-serialisable return value after a marker line; any exception makes the child (and the test) fail with
-the child's output in the message. ``gui=True`` runs the child under ``xvfb-run`` (or a private ``Xvfb``).
+the child's output in the message. ``gui=True`` runs the child under ``xvfb-run``.
+
+The Scipion-style suite (``test_scipion_suite.py``) runs through pyworkflow's own test runner in the same
+throwaway installation:
+
+    python -m scipion_abinitrefine.tests.scipion_env --pyworkflow-tests ROOT [--gui] scipion_abinitrefine.tests...
 """
 import json
 import os
@@ -47,11 +52,27 @@ def scipion_env(root) -> dict:
     return env
 
 
+REQUIRE_GUI = "ABINITREFINE_REQUIRE_GUI"  # "1": a missing xvfb-run fails the GUI tests instead of skipping them
+NO_XVFB = ("xvfb-run is not installed: the GUI tests (form, wizards, viewer) need a virtual X display; install it "
+           "with 'apt-get install -y xvfb' (make test does this when run as root)")
+
+
+def require_display():
+    """Skip the calling pytest test, with the reason, when there is no xvfb-run (fail instead under CI)."""
+    if shutil.which("xvfb-run"):
+        return
+    import pytest
+
+    if os.environ.get(REQUIRE_GUI) == "1":
+        pytest.fail(f"{NO_XVFB} ({REQUIRE_GUI}=1: CI must run the GUI tests)")
+    pytest.skip(NO_XVFB)
+
+
 def _xvfb_prefix():
     """Command prefix that gives the child a virtual X display, or raise with how to get one."""
     if shutil.which("xvfb-run"):
         return ["xvfb-run", "-a", "-s", "-screen 0 1280x1024x24"]
-    raise RuntimeError("xvfb-run is not installed: the GUI tests need it (apt-get install -y xvfb)")
+    raise RuntimeError(NO_XVFB)
 
 
 def run_child(target: str, root, args: dict | None = None, timeout: float = 120, gui: bool = False):
@@ -76,6 +97,23 @@ def run_child(target: str, root, args: dict | None = None, timeout: float = 120,
     if proc.returncode != 0 or RESULT_MARK not in out:
         raise AssertionError(f"{target} failed (exit {proc.returncode}); output:\n{out[-8000:]}")
     return json.loads(out.rsplit(RESULT_MARK, 1)[1].strip().splitlines()[0])
+
+
+def pyworkflow_tests(root, args, timeout: float = 900, gui: bool = False):
+    """Run pyworkflow's test runner (what ``scipion3 tests ARGS`` runs) in a throwaway Scipion under ``root``.
+
+    Returns ``(exit code, output)``; ``gui=True`` gives it a virtual X display.
+    """
+    root = os.path.abspath(str(root))
+    env = scipion_env(root)
+    subprocess.run([sys.executable, "-c", "import os; from pyworkflow.protocol import HostConfig; "
+                    "HostConfig.writeBasic(os.environ['SCIPION_HOSTS'])"], env=env, check=True, timeout=120)
+    cmd = [sys.executable, "-m", "pyworkflow.apps.pw_run_tests"] + list(args)
+    if gui:
+        cmd = _xvfb_prefix() + cmd
+    proc = subprocess.run(cmd, env=env, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          timeout=timeout, start_new_session=True)
+    return proc.returncode, proc.stdout
 
 
 def _child_main(argv):
@@ -158,4 +196,10 @@ def launch(project, prot, timeout=600):
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--pyworkflow-tests"]:  # python -m ...scipion_env --pyworkflow-tests ROOT [--gui] ARGS
+        rest = sys.argv[3:]
+        gui = rest[:1] == ["--gui"]
+        rc, out = pyworkflow_tests(sys.argv[2], rest[1:] if gui else rest, gui=gui)
+        print(out)
+        sys.exit(rc)
     _child_main(sys.argv)

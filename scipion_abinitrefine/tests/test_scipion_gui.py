@@ -10,7 +10,7 @@ Any exception (form, wizard or plot) fails the test.
 """
 import os
 
-from scipion_abinitrefine.tests.scipion_env import run_child
+from scipion_abinitrefine.tests.scipion_env import require_display, run_child
 
 HERE = "scipion_abinitrefine.tests.test_scipion_gui"
 BOX, APIX, N = 32, 4.0, 6
@@ -70,7 +70,7 @@ def _write_job_outputs(job_dir):
         json.dump({"iterations": its, "alignments": []}, f)
 
 
-def _child_gui(folder, png_dir):
+def child_gui(folder, png_dir):
     import pyworkflow.gui.project  # noqa: F401  (must precede pyworkflow.gui.form)
     from pwem import Domain
     from pyworkflow.gui.form import FormWindow
@@ -131,9 +131,8 @@ def _child_gui(folder, png_dir):
     return res
 
 
-def test_form_wizards_and_viewer_plots(tmp_path):
-    res = run_child(f"{HERE}:_child_gui", tmp_path / "scipion",
-                    dict(folder=str(tmp_path / "data"), png_dir=str(tmp_path / "png")), timeout=150, gui=True)
+def check_gui(res):
+    """What ``_child_gui`` found (shared with the Scipion-style suite, ``test_scipion_suite.py``)."""
     # discovery: the entry point name must be the package name for pyworkflow to import the plugin
     assert "scipion_abinitrefine" in res["plugins"], res["plugins"]
     assert res["protocol_found"]
@@ -159,3 +158,9 @@ def test_form_wizards_and_viewer_plots(tmp_path):
     assert plots["showFsc"]["n_lines"] == 5 and " A at 0.143" in plots["showFsc"]["titles"][0], plots["showFsc"]
     assert plots["showConvergence"]["n_axes"] == 2 and plots["showConvergence"]["n_lines"] == 4
     assert plots["showSlices"]["n_images"] == 6
+
+
+def test_form_wizards_and_viewer_plots(tmp_path):
+    require_display()
+    check_gui(run_child(f"{HERE}:child_gui", tmp_path / "scipion",
+                        dict(folder=str(tmp_path / "data"), png_dir=str(tmp_path / "png")), timeout=150, gui=True))

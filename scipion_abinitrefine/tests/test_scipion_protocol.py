@@ -10,240 +10,44 @@ from the project database in a NEW process and checked against the job's own fil
 * the volume has both half-maps with the input sampling; the FSC is the job's corrected curve;
 * the form's validation names the parameter for bad settings (Nyquist, alignment resolution, minibatch,
   symmetry) and accepts good ones.
-"""
-import os
-import subprocess
-import sys
 
-import numpy as np
+The case and its checks live in ``protocol_cases.py``, shared with the Scipion-style suite.
+"""
 import pytest
 
-from scipion_abinitrefine.convert import poses, stack_key
-from scipion_abinitrefine.engine import io
+from scipion_abinitrefine.tests import protocol_cases as C
 from scipion_abinitrefine.tests.scipion_env import run_child
 
-HERE = "scipion_abinitrefine.tests.test_scipion_protocol"
-PROJECT = "abinitrefine_protocol"
-N, BOX, APIX, NUM_USE = 200, 32, 4.0, 180
-TINY = dict(numParticles=NUM_USE, maxRes=12.0, initRes=35.0, alignRes=20.0, initIters=10, finalIters=5,
-            radiusStep=0.3, initMinibatch=40, finalMinibatch=80, minibatchSwitch=10, lrDuration=8, alignEvery=10,
-            seed=5, useGpu=False, numberOfThreads=1)
+CASES = "scipion_abinitrefine.tests.protocol_cases"
 
-
-# ---------------------------------------------------------------------------------------------------------
-# children
-# ---------------------------------------------------------------------------------------------------------
-
-def _build_sqlite(star, sqlite):
-    """SetOfParticles sqlite next to the stack (relative image names) from an engine STAR."""
-    from pwem.objects import Acquisition, CTFModel, Particle, SetOfParticles
-
-    ps = io.read_star(star)
-    parts = SetOfParticles(filename=sqlite)
-    parts.setSamplingRate(ps.apix)
-    acq = Acquisition(voltage=float(ps.ctf.voltage[0]), sphericalAberration=float(ps.ctf.cs[0]),
-                      amplitudeContrast=float(ps.ctf.q0[0]), magnification=50000)
-    parts.setAcquisition(acq)
-    parts.setHasCTF(True)
-    folder = os.path.dirname(os.path.abspath(sqlite))
-    for k in range(len(ps)):
-        p = Particle(location=(int(ps.stack_index[k]) + 1, os.path.relpath(ps.stack_paths[k], folder)))
-        p.setObjId(k + 1)
-        p.setCTF(CTFModel(defocusU=float(ps.ctf.defocus_u[k]), defocusV=float(ps.ctf.defocus_v[k]),
-                          defocusAngle=float(ps.ctf.defocus_angle[k])))
-        p.setAcquisition(acq.clone())
-        parts.append(p)
-    parts.setDim((ps.box, ps.box, 1))
-    parts.write()
-    return ps
-
-
-def _child_run(star, sqlite, tiny):
-    from pwem.protocols import ProtImportParticles
-
-    from scipion_abinitrefine.protocols import ProtAbInitioRefine
-    from scipion_abinitrefine.tests.scipion_env import launch, new_project
-
-    ps = _build_sqlite(star, sqlite)
-    project = new_project(PROJECT)
-    imp = project.newProtocol(ProtImportParticles, objLabel="import particles (sqlite)",
-                              importFrom=ProtImportParticles.IMPORT_FROM_SCIPION, sqliteFile=sqlite,
-                              samplingRate=ps.apix, voltage=float(ps.ctf.voltage[0]),
-                              sphericalAberration=float(ps.ctf.cs[0]), amplitudeContrast=float(ps.ctf.q0[0]),
-                              magnification=50000)
-    imp = launch(project, imp, timeout=120)
-
-    def new(**kw):
-        prot = project.newProtocol(ProtAbInitioRefine, **kw)
-        prot.inputParticles.set(imp)
-        prot.inputParticles.setExtended("outputParticles")
-        return prot
-
-    errors = {
-        "nyquist": new(**dict(tiny, maxRes=5.0)).validate(),
-        "align": new(**dict(tiny, alignRes=10.0)).validate(),
-        "minibatch": new(**dict(tiny, numParticles=0, initMinibatch=90, finalMinibatch=300)).validate(),
-        "symmetry": new(**dict(tiny, symmetry="D7")).validate(),
-        "good": new(**tiny).validate(),
-    }
-    prot = new(objLabel="ab-initio tiny", **tiny)
-    prot = launch(project, prot, timeout=420)
-    return dict(prot_id=int(prot.getObjId()), errors=errors)
-
-
-def _child_continue_args(prot_id):
-    """Arguments runJobStep passes to the CLI with/without a checkpoint, in continue and restart mode."""
-    from pyworkflow.protocol.constants import MODE_RESTART, MODE_RESUME
-
-    from scipion_abinitrefine import constants as C
-    from scipion_abinitrefine.tests.scipion_env import load_project
-
-    project = load_project(PROJECT)
-    prot = project.getProtocol(prot_id)
-    calls = []
-    prot.runJob = lambda program, args, **kw: calls.append([program] + list(args))
-    job_args = prot._getJobArgs()
-    ckpt = prot._getJobDir(C.CHECKPOINT)
-    out = {"had_checkpoint": os.path.exists(ckpt)}
-    prot.runMode.set(MODE_RESUME)
-    prot.runJobStep(job_args)
-    out["resume_with_checkpoint"] = calls[-1]
-    out["checkpoint_kept"] = os.path.exists(ckpt)
-    prot.runMode.set(MODE_RESTART)
-    prot.runJobStep(job_args)
-    out["restart_with_checkpoint"] = calls[-1]
-    out["checkpoint_after_restart"] = os.path.exists(ckpt)
-    prot.runMode.set(MODE_RESUME)
-    prot.runJobStep(job_args)
-    out["resume_without_checkpoint"] = calls[-1]
-    prot.useGpu.set(True)
-    prot.gpuList.set("1")
-    out["gpu_args"] = prot._getComputeArgs()
-    return out
-
-
-def _child_read(prot_id):
-    from scipion_abinitrefine import constants as C
-    from scipion_abinitrefine.convert import particle_pose
-    from scipion_abinitrefine.tests.scipion_env import load_project
-
-    project = load_project(PROJECT)
-    prot = project.getProtocol(prot_id)
-    inp = prot.inputParticles.get()
-    apix = inp.getSamplingRate()
-    used = []
-    for p in prot.outputParticles.iterItems(orderBy="id"):
-        index, fn = p.getLocation()
-        half = getattr(p, C.HALF_SET_ATTR, None)
-        ll = getattr(p, "_rlnLogLikeliContribution", None)
-        used.append(dict(id=int(p.getObjId()), index=int(index), file=os.path.abspath(fn),
-                         half=None if half is None else half.get(), pose=list(particle_pose(p, apix)),
-                         has_ctf=p.hasCTF(), loglik=None if ll is None else ll.get()))
-    unused = []
-    if hasattr(prot, "outputUnusedParticles"):
-        unused = [int(p.getObjId()) for p in prot.outputUnusedParticles.iterItems(orderBy="id")]
-    vol = prot.outputVolume
-    x, y = prot.outputFSC.getData()
-    return dict(input_ids=[int(p.getObjId()) for p in inp.iterItems(orderBy="id")], used=used, unused=unused,
-                alignment=str(prot.outputParticles.getAlignment()),
-                out_sampling=prot.outputParticles.getSamplingRate(),
-                volume=os.path.abspath(vol.getFileName()), vol_sampling=vol.getSamplingRate(),
-                half_maps=[os.path.abspath(h) for h in vol.getHalfMaps().split(",")] if isinstance(
-                    vol.getHalfMaps(), str) else [os.path.abspath(h) for h in vol.getHalfMaps()],
-                fsc_x=[float(v) for v in x], fsc_y=[float(v) for v in y],
-                job_dir=os.path.abspath(prot._getJobDir()), summary=prot.summary(), methods=prot.methods(),
-                citations=prot.citations())
-
-
-# ---------------------------------------------------------------------------------------------------------
-# tests
-# ---------------------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
 def refined(tmp_path_factory):
     root = tmp_path_factory.mktemp("scipion_protocol")
-    data = root / "data"
-    subprocess.run([sys.executable, "-m", "scipion_abinitrefine.cli", "simulate", "--out", str(data), "--n", str(N),
-                    "--box", str(BOX), "--apix", str(APIX), "--snr", "0.1", "--seed", "3"], check=True,
-                   capture_output=True, timeout=120)
-    run = run_child(f"{HERE}:_child_run", root / "scipion",
-                    dict(star=str(data / "particles.star"), sqlite=str(data / "particles.sqlite"), tiny=TINY),
-                    timeout=540)
-    out = run_child(f"{HERE}:_child_read", root / "scipion", dict(prot_id=run["prot_id"]), timeout=120)
-    return run, out, data, root
+    star, sqlite = C.simulate_data(root / "data")
+    run = run_child(f"{CASES}:child_run", root / "scipion", dict(star=star, sqlite=sqlite, tiny=C.TINY), timeout=540)
+    out = run_child(f"{CASES}:child_read", root / "scipion", dict(prot_id=run["prot_id"]), timeout=120)
+    return run, out, root
 
 
 def test_validation_names_the_parameter(refined):
-    errors = refined[0]["errors"]
-    assert errors["good"] == []
-    assert any("Maximum resolution" in e and "Nyquist" in e for e in errors["nyquist"]), errors["nyquist"]
-    assert any("alignment resolution" in e for e in errors["align"]), errors["align"]
-    assert any("minibatch" in e.lower() for e in errors["minibatch"]), errors["minibatch"]
-    assert any("Symmetry" in e for e in errors["symmetry"]), errors["symmetry"]
+    C.check_validation(refined[0])
 
 
 def test_used_and_unused_particles_partition_the_input(refined):
-    _, out, *_ = refined
-    used_ids = [u["id"] for u in out["used"]]
-    assert len(used_ids) + len(out["unused"]) == len(out["input_ids"]) == N
-    assert set(used_ids) | set(out["unused"]) == set(out["input_ids"])
-    assert not set(used_ids) & set(out["unused"])
-    assert 0 < len(used_ids) <= NUM_USE and out["unused"]
-    assert out["alignment"] == "Projection" and out["out_sampling"] == pytest.approx(APIX)
-    halves = [u["half"] for u in out["used"]]
-    assert set(halves) == {1, 2}, set(halves)
-    assert all(u["has_ctf"] for u in out["used"])
+    C.check_partition(refined[1])
 
 
 def test_transforms_are_the_job_poses(refined):
-    _, out, *_ = refined
-    job = io.read_star(os.path.join(out["job_dir"], "particles.star"))
-    by_key = {stack_key(p, i): k for k, (p, i) in enumerate(zip(job.stack_paths, job.stack_index.tolist()))}
-    assert len(by_key) == len(out["used"])
-    for u in out["used"]:
-        k = by_key[stack_key(u["file"], u["index"] - 1)]
-        rot, tilt, psi, ox, oy = u["pose"]
-        assert abs(poses.angle_diff(rot, job.rot[k])) < 0.01 or job.tilt[k] < 0.01, (u, job.rot[k])
-        assert abs(tilt - job.tilt[k]) < 0.01
-        assert poses.rotation_distance_deg(rot, tilt, psi, job.rot[k], job.tilt[k], job.psi[k]) < 0.01
-        assert abs(ox - job.origin_x[k]) < 0.01 and abs(oy - job.origin_y[k]) < 0.01
-        assert u["half"] == int(job.half[k])
-        assert u["loglik"] == pytest.approx(job.loglik[k], abs=1e-4)  # the score reaches Scipion too
+    C.check_transforms(refined[1])
 
 
 def test_volume_half_maps_and_fsc(refined):
-    _, out, *_ = refined
-    assert out["vol_sampling"] == pytest.approx(APIX)
-    assert len(out["half_maps"]) == 2
-    avg, apix = io.read_mrc(out["volume"])
-    assert avg.shape == (BOX,) * 3 and apix == pytest.approx(APIX)
-    halves = [io.read_mrc(h) for h in out["half_maps"]]
-    for m, a in halves:
-        assert m.shape == (BOX,) * 3 and a == pytest.approx(APIX) and np.isfinite(m).all() and m.std() > 0
-    assert not np.allclose(halves[0][0], halves[1][0])  # two independent reconstructions
-    assert np.allclose(avg, 0.5 * (halves[0][0] + halves[1][0]), atol=1e-4 * np.abs(avg).max())
-    table = np.genfromtxt(os.path.join(out["job_dir"], "fsc.csv"), delimiter=",", names=True)
-    assert len(out["fsc_x"]) == len(table) > 5
-    assert np.allclose(out["fsc_x"], table["freq_1_per_A"]) and np.allclose(out["fsc_y"], table["fsc_corrected"])
-    assert np.all(np.diff(out["fsc_x"]) > 0) and out["fsc_x"][-1] == pytest.approx(1 / (2 * APIX), rel=0.05)
-    assert any("resolution" in s for s in out["summary"]) and out["methods"]
-    assert any("CONVERGED" in s for s in out["summary"]), out["summary"]  # the verdict, either way
-    cites = " ".join(out["citations"])
-    assert "Punjani et al., Nature Methods, 2017" in cites and "Error" not in cites, out["citations"]
+    C.check_volume_and_fsc(refined[1])
 
 
 def test_continue_passes_the_checkpoint_to_the_job(refined):
     """Last in this file: restart mode removes the finished job's folder (a restarted job starts afresh)."""
-    run, out, _, root = refined
-    res = run_child(f"{HERE}:_child_continue_args", root / "scipion", dict(prot_id=run["prot_id"]), timeout=120)
-    assert res["had_checkpoint"] and res["checkpoint_kept"]
-    for key in ("resume_with_checkpoint", "restart_with_checkpoint", "resume_without_checkpoint"):
-        cmd = res[key]
-        assert cmd[1:4] == ["-m", "scipion_abinitrefine.cli", "run"], cmd
-        assert cmd[cmd.index("--num-particles") + 1] == str(NUM_USE)
-        assert cmd[cmd.index("--backend") + 1] == "cpu" and cmd[cmd.index("--threads") + 1] == "1"
-    assert "--continue" in res["resume_with_checkpoint"]
-    assert "--continue" not in res["restart_with_checkpoint"] and not res["checkpoint_after_restart"]
-    assert "--continue" not in res["resume_without_checkpoint"]
-    gpu = res["gpu_args"]
-    assert gpu[gpu.index("--backend") + 1] == "auto" and gpu[gpu.index("--gpu") + 1] == "1"
+    run, _, root = refined
+    C.check_continue_args(run_child(f"{CASES}:child_continue_args", root / "scipion", dict(prot_id=run["prot_id"]),
+                                    timeout=120))

@@ -1,0 +1,3 @@
+# The Scipion-style suite needs Scipion's environment in its own process: pytest does not collect it;
+# test_scipion_runner.py runs it through pyworkflow's runner (as `scipion3 tests` does), and CI runs it in full.
+collect_ignore = ["test_scipion_suite.py"]
