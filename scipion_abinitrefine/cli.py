@@ -95,8 +95,17 @@ def _params_from(args):
     return p
 
 
+def job_params_from_args(argv) -> "JobParams":  # noqa: F821 (imported lazily)
+    """The JobParams a ``run`` command line gives (how the Scipion form's values reach the engine)."""
+    args = build_parser().parse_args(["run", "--particles", "-", "--out", "-"] + [str(a) for a in argv])
+    return _params_from(args)
+
+
 def _setup_compute(args):
-    if getattr(args, "threads", None):
+    threads = getattr(args, "threads", None)
+    if threads is not None and threads < 0:
+        raise SystemExit(f"error: --threads {threads}: a number of CPU threads >= 0 (0 = all)")
+    if threads:
         import numba
 
         numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
@@ -106,14 +115,22 @@ def _setup_compute(args):
 
 def cmd_run(args):
     from .engine.io import ParticleInputError
-    from .engine.job import JobInputError, run_job
+    from .engine.job import JobInputError, JobInterrupted, run_job
+    from .engine.outdir import OutputError
 
     _setup_compute(args)
     try:
-        res = run_job(args.particles, args.out, _params_from(args), resume=args.continue_)
-    except (ParticleInputError, JobInputError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        res = run_job(args.particles, args.out, _params_from(args), resume=args.continue_,
+                      overwrite=args.overwrite)
+    except (ParticleInputError, JobInputError, OutputError) as e:
+        msg = str(e)
+        for opt, field, _, _ in RUN_OPTIONS:  # the engine names fields; a command-line user knows the flags
+            msg = msg.replace(f"({field})", f"({opt})")
+        print(f"error: {msg}", file=sys.stderr)
         return 2
+    except JobInterrupted as e:
+        print(str(e), file=sys.stderr)
+        return 128 + e.signum  # 130 for SIGINT, 143 for SIGTERM, as a shell reports them
     print(json.dumps({k: v for k, v in res.items() if k != "params"}))
     return 0
 
@@ -139,8 +156,9 @@ def cmd_demo(args):
     star = _simulate(data, args.n, DEMO["box"], DEMO["apix"], args.snr, 0)
     p = JobParams(**DEMO_PARAMS, backend=args.backend)
     print("running homogeneous ab-initio refinement on the demo set (CPU on 2 cores: ~25 min)")
-    res = run_job(star, os.path.join(args.out, "job"), p, resume=args.continue_ and
-                  os.path.exists(os.path.join(args.out, "job", "checkpoint.npz")))
+    resume = args.continue_ and os.path.exists(os.path.join(args.out, "job", "checkpoint.npz"))
+    # the demo regenerates its data: a rerun replaces its previous job unless continuing it
+    res = run_job(star, os.path.join(args.out, "job"), p, resume=resume, overwrite=not resume)
     # compare with the ground truth, which a real data set does not have
     from .engine import align, fsc, io
 
@@ -155,21 +173,55 @@ def cmd_demo(args):
     return 0
 
 
-def cmd_fsc(args):
-    from .engine import fsc, io
+def _read_map(path):
+    """A 3D cubic MRC map or a one-line error."""
+    from .engine import io
 
-    a, apix = io.read_mrc(args.map_a)
-    b, apix_b = io.read_mrc(args.map_b)
+    if not os.path.isfile(path):
+        raise SystemExit(f"error: {path}: no such file")
+    try:
+        vol, apix = io.read_mrc(path)
+    except Exception as e:  # mrcfile raises ValueError/OSError/... for non-MRC files
+        raise SystemExit(f"error: {path}: not a readable MRC map ({e})") from None
+    if vol.ndim != 3 or len(set(vol.shape)) != 1:
+        raise SystemExit(f"error: {path}: need a cubic 3D map, got shape {vol.shape}")
+    return vol, apix
+
+
+def cmd_fsc(args):
+    from .engine import fsc
+
+    a, apix_a = _read_map(args.map_a)
+    b, apix_b = _read_map(args.map_b)
     if a.shape != b.shape:
         print(f"error: {args.map_a} {a.shape} and {args.map_b} {b.shape} differ in size", file=sys.stderr)
         return 2
-    apix = args.apix or apix
-    gs = fsc.gold_standard_fsc(a, b, apix)
+    if args.apix is not None:
+        if not args.apix > 0:
+            print(f"error: --apix {args.apix}: a pixel size in A/px > 0", file=sys.stderr)
+            return 2
+        apix = args.apix
+    else:
+        for path, v in ((args.map_a, apix_a), (args.map_b, apix_b)):
+            if not (v and v > 0 and np.isfinite(v)):
+                print(f"error: {path} has no pixel size in its header: give it with --apix", file=sys.stderr)
+                return 2
+        if abs(apix_a - apix_b) > 1e-3 * apix_a:
+            print(f"error: pixel sizes differ: {args.map_a} {apix_a:g} A/px, {args.map_b} {apix_b:g} A/px; "
+                  "give the right one with --apix", file=sys.stderr)
+            return 2
+        apix = apix_a
+    gs = fsc.gold_standard_fsc(a, b, apix)  # the job uses the same fixed seed: the curve of its result.json
     if args.out:
         from .engine import report
+        from .engine.outdir import OutputError
 
-        os.makedirs(args.out, exist_ok=True)
-        report.write_fsc(args.out, gs, a.shape[0], apix)
+        try:
+            os.makedirs(args.out, exist_ok=True)
+            report.write_fsc(args.out, gs, a.shape[0], apix)
+        except (OSError, OutputError) as e:
+            print(f"error: cannot write the FSC files to {args.out}: {e}", file=sys.stderr)
+            return 2
     print(f"FSC 0.143 (corrected): {gs['resolution']:.2f} A")
     return 0
 
@@ -186,6 +238,8 @@ def build_parser():
     r.add_argument("--particles", required=True, help="RELION STAR (3.0 or 3.1) with CTF parameters")
     r.add_argument("--out", required=True, help="output directory")
     r.add_argument("--continue", dest="continue_", action="store_true", help="resume from the checkpoint")
+    r.add_argument("--overwrite", action="store_true",
+                   help="replace another job's outputs in --out (refused otherwise)")
     r.add_argument("--split-by-micrograph", action="store_true", help="keep each micrograph in one half")
     r.add_argument("--no-junk-weighting", action="store_true",
                    help="do not weight images by the probability that the model explains them")

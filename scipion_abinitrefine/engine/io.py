@@ -20,6 +20,7 @@ import numpy as np
 from emtable import Table
 
 from .ctf import CTFParams
+from .outdir import atomic
 
 __all__ = [
     "ParticleInputError", "ParticleSet", "read_star", "write_star", "read_mrc", "write_mrc",
@@ -110,7 +111,7 @@ def write_mrc(path, data, apix) -> None:
     """Write a map/image as float32 MRC with the voxel size set and origin 0 (overwrites)."""
     path = os.fspath(path)
     data = np.asarray(data, dtype=np.float32)
-    with mrcfile.new(path, overwrite=True) as m:
+    with atomic(path) as tmp, mrcfile.new(tmp, overwrite=True) as m:
         m.set_data(np.ascontiguousarray(data))
         m.voxel_size = float(apix)
         m.header.origin = (0.0, 0.0, 0.0)
@@ -345,19 +346,30 @@ class ParticleSet:
                     f"cannot read images from '{path}' ({err}): check the file.") from err
         return out
 
-    def check_finite(self, chunk: int = 4096) -> None:
-        """Scan all images; raise :class:`ParticleInputError` naming the first particle with NaN/Inf."""
+    def check_finite(self, chunk: int = 4096) -> np.ndarray:
+        """Scan all images; raise :class:`ParticleInputError` naming the first particle with NaN/Inf.
+
+        Returns the rows of constant (e.g. all-zero) images, which carry no signal; :func:`job.run_job`
+        refuses a set made mostly of them and warns about a few.
+        """
         n = len(self)
+        constant = []
         for s in range(0, n, chunk):
             imgs = self.read_images(np.arange(s, min(n, s + chunk)))
             ok = np.isfinite(imgs).all(axis=(1, 2))
             if not ok.all():
                 i = s + int(np.argmin(ok))
-                src = f" of STAR '{self.source_star}'" if self.source_star else ""
                 raise ParticleInputError(
-                    f"particle row {i + 1}{src} (image '{self.image_names[i]}', stack "
-                    f"'{self.stack_paths[i]}') contains NaN or infinite pixel values: remove this particle "
+                    f"particle {self.describe(i)} contains NaN or infinite pixel values: remove this particle "
                     "or re-extract/re-normalise its stack.")
+            flat = imgs.reshape(len(imgs), -1)
+            constant.extend((s + np.flatnonzero(flat.max(axis=1) == flat.min(axis=1))).tolist())
+        return np.asarray(constant, dtype=np.int64)
+
+    def describe(self, i: int) -> str:
+        """'row N of STAR 'x' (image 'name', stack 'path')' for messages that name a particle."""
+        src = f" of STAR '{self.source_star}'" if self.source_star else ""
+        return f"row {i + 1}{src} (image '{self.image_names[i]}', stack '{self.stack_paths[i]}')"
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -847,13 +859,7 @@ def write_star(path, ps: ParticleSet) -> None:
         if getattr(ps, name) is not None:
             parts.append((col, _fcol(getattr(ps, name))))
 
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        with open(tmp, "w") as f:
-            _write_loop(f, "optics", optics)
-            _write_loop(f, "particles", parts)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic(path) as tmp, open(tmp, "w") as f:
+        _write_loop(f, "optics", optics)
+        _write_loop(f, "particles", parts)
 

@@ -7,18 +7,25 @@ half B's map to half A's at or below ``align_res_A`` (default 20 A).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import signal
+import threading
 import time
 from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
-from . import io, so3
+from . import bounds, io, outdir, so3
 from .sgd import SGDParams, SGDRun
 
-OUTPUTS = ("particles.star", "unused.star", "half_map_A.mrc", "half_map_B.mrc", "map.mrc", "fsc.csv",
-           "fsc.star", "fsc.png", "slices.png", "angdist.png", "log.json", "result.json")
+# parameters a --continue may change: they do not change results
+RESUME_FREE = ("backend", "checkpoint_minutes")
+FIRST_CHECKPOINT_ITER = 3  # a checkpoint this early, then every checkpoint_minutes
+MIN_PER_HALF = 20  # fewer particles in a half give no meaningful FSC: refused
+FEW_PER_HALF = 1000  # fewer: a warning (resolution and the verdict are weakly determined)
+MAX_CONSTANT_FRACTION = 0.01  # constant (e.g. all-zero) images beyond this fraction: refused
 
 
 # A half-map alignment that changes the hand or turns B by more than two base-grid steps (30 deg) is applied
@@ -58,6 +65,17 @@ class JobInputError(ValueError):
     """Bad parameters or input, reported before any compute."""
 
 
+class JobInterrupted(Exception):
+    """SIGINT/SIGTERM: the job stopped after writing a checkpoint (``--continue`` resumes it)."""
+
+    def __init__(self, signum: int, iteration: int, out_dir: str, saved: bool = True):
+        self.signum, self.iteration, self.out_dir = signum, iteration, out_dir
+        name = signal.Signals(signum).name
+        what = f"checkpoint written at iteration {iteration}" if saved else "the last checkpoint is intact"
+        super().__init__(f"interrupted by {name}: {what} in {out_dir}; continue with the same command "
+                         "and --continue")
+
+
 @dataclass
 class JobParams(SGDParams):
     num_particles: int = 0  # 0 = all
@@ -77,7 +95,13 @@ class JobParams(SGDParams):
 
 def validate(params: JobParams, ps) -> None:
     """Every check that can fail before hours of compute; messages name the parameter."""
+    errors = bounds.check(params)
+    if errors:
+        raise JobInputError("; ".join(errors))
     n_use = len(ps) if params.num_particles <= 0 else min(params.num_particles, len(ps))
+    if n_use // 2 < MIN_PER_HALF:
+        raise JobInputError(f"{n_use} particles give {n_use // 2} per half-set: a gold-standard FSC needs at least "
+                            f"{MIN_PER_HALF} per half (thousands for a meaningful one); add particles")
     try:
         params.sgd_params().validate(ps.box, ps.apix, n_use)
     except ValueError as e:
@@ -144,27 +168,41 @@ class Job:
                                      rng_seed=int(np.random.SeedSequence([params.seed, k + 1]).generate_state(1)[0]))
         self.alignments = []
         self.stage = "sgd"
+        self.stop_signal = None  # set by SIGINT/SIGTERM: stop after the current iteration
 
     # ------------------------------------------------------------------------------ checkpoint
     def save(self):
         st = {"params": np.frombuffer(json.dumps(asdict(self.p)).encode(), np.uint8),
+              "fingerprint": np.frombuffer(particles_fingerprint(self.ps).encode(), np.uint8),
               "stage": np.frombuffer(self.stage.encode(), np.uint8),
               "log": np.frombuffer(json.dumps(self.full_log()).encode(), np.uint8),
               "alignments": np.frombuffer(json.dumps(self.alignments).encode(), np.uint8)}
         for name, run in self.runs.items():
             for k, v in run.state_dict().items():
                 st[f"{name}__{k}"] = np.asarray(v if v is not None else np.nan)
-        tmp = self.ckpt + ".tmp.npz"
-        np.savez(tmp, **st)
-        os.replace(tmp, self.ckpt)  # atomic: a kill during the write keeps the previous checkpoint
+        with outdir.atomic(self.ckpt) as tmp:  # a kill or a full disk during the write keeps the previous one
+            np.savez(tmp, **st)
 
     def load(self):
         with np.load(self.ckpt) as z:
+            if "fingerprint" in z.files:
+                saved_fp = z["fingerprint"].tobytes().decode()
+                if saved_fp != particles_fingerprint(self.ps):
+                    raise JobInputError(
+                        f"--continue with other particles than the checkpoint in {self.out} was made from (rows, "
+                        f"image names, box or pixel size differ: {len(self.ps)} rows now): continue with the same "
+                        "STAR file, or start a new job in a new --out")
             saved = json.loads(z["params"].tobytes().decode())
-            if saved != json.loads(json.dumps(asdict(self.p))):
-                diff = {k: (saved.get(k), v) for k, v in asdict(self.p).items() if saved.get(k) != v}
+            now = json.loads(json.dumps(asdict(self.p)))
+            diff = {k: (saved.get(k), v) for k, v in now.items() if saved.get(k) != v}
+            free = {k: d for k, d in diff.items() if k in RESUME_FREE}
+            diff = {k: d for k, d in diff.items() if k not in RESUME_FREE}
+            if diff:
                 raise JobInputError(f"--continue with different parameters than the checkpoint in {self.out}: "
                                     f"{diff} (saved, requested); rerun with the same parameters or a new --out")
+            if free:
+                self.say(f"--continue: {', '.join(f'{k} {a} -> {b}' for k, (a, b) in free.items())} (no effect on "
+                         "results)")
             self.stage = z["stage"].tobytes().decode()
             self.alignments = json.loads(z["alignments"].tobytes().decode())
             log = json.loads(z["log"].tobytes().decode())
@@ -233,7 +271,10 @@ class Job:
                          f"seen {A.seen.sum() + B.seen.sum()}  {el:7.1f} s  ETA {_eta(A, el):>8s}", flush=True)
             if self.p.align_every > 0 and it >= self.p.init_iters and it % self.p.align_every == 0:
                 self.align_halves()
-            if time.time() - last_ckpt > 60 * self.p.checkpoint_minutes:
+            if self.stop_signal is not None:
+                self.save()
+                raise JobInterrupted(self.stop_signal, A.iteration, self.out)
+            if it == FIRST_CHECKPOINT_ITER or time.time() - last_ckpt > 60 * self.p.checkpoint_minutes:
                 self.save()
                 last_ckpt = time.time()
         self.align_halves()
@@ -248,12 +289,15 @@ class Job:
         maps = {}
         for name, run in self.runs.items():
             maps[name] = run.final_pass(progress=None)
+            if self.stop_signal is not None:  # the stage-"final" checkpoint is on disk: the pass reruns
+                raise JobInterrupted(self.stop_signal, A.iteration, self.out, saved=False)
         apix = self.ps.apix
         io.write_mrc(os.path.join(self.out, "half_map_A.mrc"), maps["A"], apix)
         io.write_mrc(os.path.join(self.out, "half_map_B.mrc"), maps["B"], apix)
         avg = 0.5 * (maps["A"] + maps["B"])
         io.write_mrc(os.path.join(self.out, "map.mrc"), avg, apix)
-        gs = fsc.gold_standard_fsc(maps["A"], maps["B"], apix, seed=self.p.seed)
+        # the phase-randomisation's fixed seed: `abinitrefine fsc` on the half-maps gives the same curve
+        gs = fsc.gold_standard_fsc(maps["A"], maps["B"], apix)
         report.write_fsc(self.out, gs, self.ps.box, apix)
         vd = verdict.convergence_verdict(gs, self.ps.box, apix, self.p.align_res_A, self.p.max_res_A,
                                          align_cc=self.alignments[-1]["score"] if self.alignments else None)
@@ -291,14 +335,14 @@ class Job:
         un.rot = un.tilt = un.psi = un.origin_x = un.origin_y = None
         io.write_star(os.path.join(self.out, "unused.star"), un)
         log = self.full_log()
-        with open(os.path.join(self.out, "log.json"), "w") as f:
+        with outdir.atomic(os.path.join(self.out, "log.json")) as tmp, open(tmp, "w") as f:
             json.dump({"iterations": log, "alignments": self.alignments}, f, indent=1)
         report.write_figures(self.out, maps["A"], maps["B"], out_ps, log)
         result = dict(resolution_A=float(gs["resolution"]), n_used=int(len(used)), n_unused=int(len(unused)),
                       n_half_A=int(np.sum(self.half[used] == 1)), n_half_B=int(np.sum(self.half[used] == 2)),
                       apix=float(apix), box=int(self.ps.box), iterations=int(A.iteration),
                       verdict=vd["verdict"], convergence=vd, params=asdict(self.p))
-        with open(os.path.join(self.out, "result.json"), "w") as f:
+        with outdir.atomic(os.path.join(self.out, outdir.RESULT)) as tmp, open(tmp, "w") as f:  # last: the manifest
             json.dump(result, f, indent=1)
         self.stage = "done"
         self.say(f"gold-standard resolution (FSC 0.143, corrected): {gs['resolution']:.2f} A; "
@@ -316,21 +360,74 @@ def _eta(run, elapsed: float) -> str:
     return time.strftime("%H:%M:%S", time.gmtime(left))
 
 
-def run_job(particles, out_dir: str, params: JobParams, resume: bool = False, log=print) -> dict:
-    """Run the whole job. ``particles`` is a STAR path or an :class:`io.ParticleSet`."""
+def particles_fingerprint(ps) -> str:
+    """What a checkpoint was made from: row count, image names, box, pixel size (sha256)."""
+    h = hashlib.sha256(f"{len(ps)}|{ps.box}|{float(ps.apix):.6f}|".encode())
+    names = getattr(ps, "image_names", None)
+    if names is not None:
+        h.update("\n".join(map(str, names)).encode())
+    return h.hexdigest()
+
+
+class _StopOnSignals:
+    """SIGINT/SIGTERM ask ``job`` to stop after its current iteration (a second one stops at once)."""
+
+    def __init__(self, job):
+        self.job = job
+        self.previous = {}
+
+    def _handler(self, signum, frame):
+        if self.job.stop_signal is not None:
+            raise JobInterrupted(signum, self.job.runs["A"].iteration, self.job.out, saved=False)
+        self.job.stop_signal = signum
+        self.job.say(f"{signal.Signals(signum).name}: stopping after this iteration and writing a checkpoint "
+                     "(send it again to stop now)", flush=True)
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.previous[sig] = signal.signal(sig, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, h in self.previous.items():
+            signal.signal(sig, h)
+        return False
+
+
+def run_job(particles, out_dir: str, params: JobParams, resume: bool = False, log=print,
+            overwrite: bool = False) -> dict:
+    """Run the whole job. ``particles`` is a STAR path or an :class:`io.ParticleSet`.
+
+    Before any compute: parameters, particles (finite, not constant), the output directory (writable, space,
+    no other job's outputs unless ``overwrite``) and its lock. SIGINT/SIGTERM end the job after a checkpoint
+    by raising :class:`JobInterrupted`.
+    """
     ps = io.read_star(particles) if isinstance(particles, (str, os.PathLike)) else particles
     validate(params, ps)
     if hasattr(ps, "check_finite"):
-        ps.check_finite()
-    job = Job(ps, out_dir, params, log=log)
-    if resume:
-        if not os.path.exists(job.ckpt):
-            raise JobInputError(f"--continue: no checkpoint in {out_dir}; run without --continue to start")
-        job.load()
-        log(f"continuing from checkpoint: iteration {job.runs['A'].iteration}, stage {job.stage}")
-    elif os.path.exists(job.ckpt):
-        raise JobInputError(f"{out_dir} already holds a job checkpoint: use --continue to resume it, or a new "
-                            f"--out directory (nothing was overwritten)")
-    if job.stage == "sgd":
-        job.run_sgd()
-    return job.finish()
+        constant = ps.check_finite()
+        if len(constant) > MAX_CONSTANT_FRACTION * len(ps):
+            raise JobInputError(f"{len(constant)} of {len(ps)} images are constant (e.g. all zero), the first "
+                                f"{ps.describe(int(constant[0]))}: these carry no signal; check the extraction "
+                                "or remove them")
+        if len(constant):
+            log(f"WARNING: {len(constant)} constant images (the first {ps.describe(int(constant[0]))}) carry "
+                "no signal")
+    n_use = len(ps) if params.num_particles <= 0 else min(params.num_particles, len(ps))
+    if n_use // 2 < FEW_PER_HALF:
+        log(f"WARNING: {n_use // 2} particles per half-set: the gold-standard FSC and the convergence verdict "
+            "are weakly determined with so few")
+    ckpt = os.path.join(out_dir, outdir.CHECKPOINT)
+    if resume and not os.path.exists(ckpt):
+        raise JobInputError(f"--continue: no checkpoint in {out_dir}; run without --continue to start")
+    outdir.preflight(out_dir, ps.box, n_use, params.pad, resume=resume, overwrite=overwrite, say=log)
+    with outdir.JobLock(out_dir, say=log):
+        job = Job(ps, out_dir, params, log=log)
+        if resume:
+            job.load()
+            log(f"continuing from checkpoint: iteration {job.runs['A'].iteration}, stage {job.stage}")
+        with _StopOnSignals(job):
+            if job.stage == "sgd":
+                job.run_sgd()
+            return job.finish()

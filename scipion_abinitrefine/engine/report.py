@@ -5,6 +5,8 @@ import os
 
 import numpy as np
 
+from .outdir import atomic
+
 
 def _plt():
     import matplotlib
@@ -15,18 +17,23 @@ def _plt():
     return plt
 
 
+def _save(fig, path, dpi):
+    with atomic(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, format="png")
+
+
 def write_fsc(out: str, gs: dict, box: int, apix: float) -> None:
     """fsc.csv, fsc.star (RELION-style table) and fsc.png from :func:`fsc.gold_standard_fsc` output."""
     shell = np.asarray(gs["shell"])
     freq = np.asarray(gs["freq"])
     res = np.where(freq > 0, 1.0 / np.maximum(freq, 1e-12), np.inf)
     cols = ["fsc_unmasked", "fsc_masked", "fsc_corrected"]
-    with open(os.path.join(out, "fsc.csv"), "w") as f:
+    with atomic(os.path.join(out, "fsc.csv")) as tmp, open(tmp, "w") as f:
         f.write("shell,freq_1_per_A,resolution_A," + ",".join(cols) + "\n")
         for i in range(len(shell)):
             f.write(f"{int(shell[i])},{freq[i]:.6f},{res[i]:.4f}," +
                     ",".join(f"{float(gs[c][i]):.5f}" for c in cols) + "\n")
-    with open(os.path.join(out, "fsc.star"), "w") as f:
+    with atomic(os.path.join(out, "fsc.star")) as tmp, open(tmp, "w") as f:
         f.write("\n# version 30001\n\ndata_general\n\n")
         f.write(f"_rlnFinalResolution {gs['resolution']:.4f}\n\ndata_fsc\n\nloop_\n")
         f.write("_rlnSpectralIndex #1\n_rlnResolution #2\n_rlnAngstromResolution #3\n"
@@ -46,7 +53,7 @@ def write_fsc(out: str, gs: dict, box: int, apix: float) -> None:
     ax.set_title(f"gold-standard FSC: {gs['resolution']:.2f} A at 0.143")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(os.path.join(out, "fsc.png"), dpi=100)
+    _save(fig, os.path.join(out, "fsc.png"), 100)
     plt.close(fig)
 
 
@@ -61,7 +68,7 @@ def write_figures(out: str, map_a, map_b, ps, log) -> None:
             ax[r, c].set_axis_off()
             ax[r, c].set_title(f"half {name} {'zyx'[c]} = centre", fontsize=8)
     fig.tight_layout()
-    fig.savefig(os.path.join(out, "slices.png"), dpi=80)
+    _save(fig, os.path.join(out, "slices.png"), 80)
     plt.close(fig)
     fig, ax = plt.subplots(figsize=(7, 3.5))
     if ps.rot is not None and len(ps.rot):
@@ -70,7 +77,7 @@ def write_figures(out: str, map_a, map_b, ps, log) -> None:
     ax.set_ylabel("tilt (deg)")
     ax.set_title("angular distribution of the used particles")
     fig.tight_layout()
-    fig.savefig(os.path.join(out, "angdist.png"), dpi=80)
+    _save(fig, os.path.join(out, "angdist.png"), 80)
     plt.close(fig)
     fig, ax = plt.subplots(1, 2, figsize=(9, 3.5))
     for name in ("A", "B"):
@@ -83,5 +90,5 @@ def write_figures(out: str, map_a, map_b, ps, log) -> None:
         a.set_xlabel("iteration")
         a.legend()
     fig.tight_layout()
-    fig.savefig(os.path.join(out, "convergence.png"), dpi=80)
+    _save(fig, os.path.join(out, "convergence.png"), 80)
     plt.close(fig)

@@ -340,6 +340,14 @@ class ProtAbInitioRefine(ProtRefine3D):
                           "symmetry in a later refinement.")
         if self.radiusStep.get() <= 0:
             errors.append("Fourier radius step must be positive.")
+        # every numeric bound, from the engine's one table, on the options this form gives the job
+        from ..cli import job_params_from_args
+        from ..engine import bounds
+
+        try:
+            errors += bounds.check(job_params_from_args(self._getJobArgs() + self._getComputeArgs()))
+        except SystemExit:  # argparse refused a value (it printed why)
+            errors.append("A parameter value could not be read: check the numeric fields.")
         if self.maskDiameter.get() and box and self.maskDiameter.get() > box * apix:
             errors.append(f"Window/mask diameter ({self.maskDiameter.get():g} A) is larger than the box "
                           f"({box * apix:g} A): use the wizard or 0 (automatic).")

@@ -1,0 +1,264 @@
+"""Nothing lost: bad parameters and inputs refused before compute, the output directory checked, locked and
+written atomically, SIGINT/SIGTERM ending in a checkpoint that ``--continue`` resumes to the uninterrupted
+result. Every user error is one ``error:`` line and a non-zero exit code, never a traceback.
+"""
+import errno
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import mrcfile
+import numpy as np
+import pytest
+
+from scipion_abinitrefine import cli
+from scipion_abinitrefine.engine import io, outdir
+
+CLI = [sys.executable, "-m", "scipion_abinitrefine.cli"]
+TINY = ["--max-res", "12", "--init-iters", "20", "--final-iters", "10", "--fourier-radius-step", "0.3",
+        "--init-minibatch", "60", "--final-minibatch", "100", "--minibatch-switch", "30", "--lr-duration", "15",
+        "--align-every", "20", "--backend", "cpu", "--threads", "1"]
+
+
+def simulate(out, n=240, seed=3):
+    subprocess.run(CLI + ["simulate", "--out", str(out), "--n", str(n), "--box", "32", "--apix", "4", "--snr", "0.1",
+                          "--seed", str(seed)], check=True, capture_output=True)
+    return str(out / "particles.star")
+
+
+def checksums(folder):
+    return {f: hashlib.sha256((folder / f).read_bytes()).hexdigest() for f in sorted(os.listdir(folder))
+            if (folder / f).is_file()}
+
+
+def run_cli(argv, capsys):
+    """``abinitrefine ARGV`` in this process: (exit code, stderr)."""
+    try:
+        rc = cli.main([str(a) for a in argv])
+    except SystemExit as e:  # argparse and the early checks exit with their message
+        rc = e.code if isinstance(e.code, int) else 2
+        if isinstance(e.code, str):
+            print(e.code, file=sys.stderr)
+    return rc, capsys.readouterr().err
+
+
+def assert_user_error(rc, err, *words):
+    assert rc not in (0, None), err
+    assert "Traceback" not in err, err
+    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
+    assert lines and lines[-1].startswith("error:") or "error:" in lines[-1], err
+    for w in words:
+        assert w in err, (w, err)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    d = tmp_path_factory.mktemp("safety")
+    star = simulate(d / "data")
+    few = simulate(d / "few", n=30)
+    zeros = simulate(d / "zeros", n=240)
+    with mrcfile.open(d / "zeros" / "particles.mrcs", "r+") as m:
+        m.data[:] = 0
+    other = simulate(d / "other", n=250, seed=4)
+    return dict(star=star, few=few, zeros=zeros, other=other, root=d)
+
+
+# ------------------------------------------------------------------------------------------------------
+# parameters and inputs: refused before compute, nothing written
+# ------------------------------------------------------------------------------------------------------
+
+BAD_RUNS = [
+    (["--init-minibatch", "0"], ["--init-minibatch", ">= 1"]),
+    (["--init-minibatch", "-5"], ["--init-minibatch"]),
+    (["--final-minibatch", "-5"], ["--final-minibatch"]),
+    (["--fourier-radius-step", "0"], ["--fourier-radius-step"]),
+    (["--fourier-radius-step", "-1"], ["--fourier-radius-step"]),
+    (["--top-k", "0"], ["--top-k"]),
+    (["--seed", "-1"], ["--seed"]),
+    (["--threads", "-1"], ["--threads"]),
+    (["--target-ess", "2"], ["--target-ess"]),
+    (["--init-lr", "0"], ["--init-lr"]),
+    (["--align-every", "-1"], ["--align-every"]),
+    (["--max-res", "7"], ["Nyquist"]),
+    (["--init-res", "10", "--max-res", "12"], ["Initial resolution"]),
+    (["--backend", "tpu"], ["--backend"]),
+]
+
+
+@pytest.mark.parametrize("extra,words", BAD_RUNS, ids=[" ".join(c[0]) for c in BAD_RUNS])
+def test_bad_parameters_are_one_line_errors_before_compute(data, tmp_path, capsys, extra, words):
+    out = tmp_path / "out"
+    rc, err = run_cli(["run", "--particles", data["star"], "--out", out] + TINY + extra, capsys)
+    assert_user_error(rc, err, *words)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("which,words", [("few", ["per half", "add particles"]),
+                                         ("zeros", ["constant", "particles.mrcs"])])
+def test_degenerate_data_is_refused(data, tmp_path, capsys, which, words):
+    out = tmp_path / "out"
+    rc, err = run_cli(["run", "--particles", data[which], "--out", out] + TINY, capsys)
+    assert_user_error(rc, err, *words)
+    assert not out.exists()
+
+
+def test_output_directory_that_cannot_be_created(data, tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory")
+    rc, err = run_cli(["run", "--particles", data["star"], "--out", blocker / "out"] + TINY, capsys)
+    assert_user_error(rc, err, "cannot create the output directory", str(blocker / "out"))
+    assert blocker.read_text() == "not a directory"
+
+
+def test_not_enough_space_is_found_before_compute(data, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(outdir, "_free_bytes", lambda path: 1_000_000)
+    rc, err = run_cli(["run", "--particles", data["star"], "--out", tmp_path / "out"] + TINY, capsys)
+    assert_user_error(rc, err, "MiB free", "free space")
+    assert not (tmp_path / "out" / "checkpoint.npz").exists()
+
+
+def test_a_failed_write_leaves_the_previous_file_and_no_temporary(tmp_path):
+    target = tmp_path / "map.mrc"
+    io.write_mrc(target, np.ones((4, 4, 4)), 1.0)
+    before = target.read_bytes()
+
+    def full_disk(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(outdir.OutputError, match="no space left.*free space"):
+        with outdir.atomic(str(target)) as tmp:
+            with open(tmp, "wb") as f:
+                f.write(b"partial")
+            full_disk()
+    assert target.read_bytes() == before
+    assert os.listdir(tmp_path) == ["map.mrc"]  # the temporary file is gone
+
+
+def test_full_small_filesystem(data, tmp_path, capsys):
+    """On a real 2 MiB filesystem the job is refused before compute (needs root and tmpfs)."""
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here ({r.stderr.strip() or r.returncode}): the space check is "
+                    "covered by test_not_enough_space_is_found_before_compute")
+    try:
+        rc, err = run_cli(["run", "--particles", data["star"], "--out", mnt / "out"] + TINY, capsys)
+        assert_user_error(rc, err, "MiB free")
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
+
+
+def test_fsc_command_validates_its_maps(tmp_path, capsys):
+    a = tmp_path / "a.mrc"
+    b = tmp_path / "b.mrc"
+    rng = np.random.default_rng(0)
+    io.write_mrc(a, rng.normal(size=(16, 16, 16)), 2.0)
+    io.write_mrc(b, rng.normal(size=(16, 16, 16)), 2.5)
+    img = tmp_path / "img.mrc"
+    io.write_mrc(img, rng.normal(size=(16, 16)), 2.0)
+    nopix = tmp_path / "nopix.mrc"
+    with mrcfile.new(nopix) as m:
+        m.set_data(rng.normal(size=(16, 16, 16)).astype(np.float32))
+    text = tmp_path / "text.mrc"
+    text.write_text("hello")
+    cases = [([a, a, "--apix", "-1"], ["--apix"]), ([a, img], ["cubic 3D map", str(img)]),
+             ([a, tmp_path / "missing.mrc"], ["no such file"]), ([a, text], ["not a readable MRC", str(text)]),
+             ([a, b], ["pixel sizes differ", "--apix"]), ([nopix, nopix], ["no pixel size", "--apix"])]
+    for argv, words in cases:
+        rc, err = run_cli(["fsc"] + argv, capsys)
+        assert_user_error(rc, err, *words)
+    rc, err = run_cli(["fsc", a, b, "--apix", "2"], capsys)
+    assert rc == 0, err
+
+
+# ------------------------------------------------------------------------------------------------------
+# a running job: lock, signals, continue
+# ------------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def reference(data):
+    """An uninterrupted job; while it runs, a second job in its directory is refused."""
+    out = data["root"] / "ref"
+    cmd = CLI + ["run", "--particles", data["star"], "--out", str(out)] + TINY
+    first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    t0 = time.time()
+    while not (out / outdir.LOCK).exists() and time.time() - t0 < 120 and first.poll() is None:
+        time.sleep(0.1)
+    second = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    so, se = first.communicate(timeout=600)
+    assert first.returncode == 0, so + se
+    return dict(out=out, cmd=cmd, second=second)
+
+
+def test_two_jobs_in_one_directory(reference):
+    second = reference["second"]
+    assert_user_error(second.returncode, second.stderr, "another job (pid")
+    res = json.load(open(reference["out"] / "result.json"))  # the first job's complete set
+    assert res["n_used"] > 0 and not (reference["out"] / outdir.LOCK).exists()
+
+
+def test_rerun_in_a_finished_directory_is_refused_unless_overwrite(reference, data, tmp_path, capsys):
+    out = tmp_path / "done"
+    shutil.copytree(reference["out"], out)
+    os.remove(out / "checkpoint.npz")
+    before = checksums(out)
+    rc, err = run_cli(["run", "--particles", data["star"], "--out", out] + TINY, capsys)
+    assert_user_error(rc, err, "another job's outputs", "--overwrite")
+    assert checksums(out) == before
+    messages = []
+    outdir.preflight(str(out), 32, 240, overwrite=True, say=messages.append)
+    assert not any(os.path.exists(out / f) for f in outdir.OUTPUTS) and messages
+
+
+def test_continue_checks_the_particles_and_accepts_harmless_changes(reference, data, tmp_path, capsys):
+    out = tmp_path / "cont"
+    shutil.copytree(reference["out"], out)
+    before = checksums(out)
+    rc, err = run_cli(["run", "--particles", data["other"], "--out", out, "--continue"] + TINY, capsys)
+    assert_user_error(rc, err, "other particles")
+    rc, err = run_cli(["run", "--particles", data["star"], "--out", out, "--continue"] + TINY + ["--seed", "9"],
+                      capsys)
+    assert_user_error(rc, err, "different parameters", "seed")
+    assert checksums(out) == before
+    # backend and checkpoint interval do not change results: accepted, and the result is the same
+    rc, err = run_cli(["run", "--particles", data["star"], "--out", out, "--continue"] + TINY +
+                      ["--backend", "auto", "--checkpoint-minutes", "1"], capsys)
+    assert rc == 0, err
+    assert json.load(open(out / "result.json"))["resolution_A"] == \
+        json.load(open(reference["out"] / "result.json"))["resolution_A"]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_signal_writes_a_checkpoint_and_continue_reproduces_the_result(reference, data, tmp_path, sig):
+    out = tmp_path / "sig"
+    cmd = CLI + ["run", "--particles", data["star"], "--out", str(out)] + TINY
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1)
+    for line in p.stdout:  # the progress line every 10 iterations
+        if line.startswith("iter") and int(line.split()[1].split("/")[0]) >= 10:
+            break
+    p.send_signal(sig)
+    so, se = p.communicate(timeout=300)
+    assert p.returncode == 128 + sig, (p.returncode, se)
+    assert f"interrupted by {signal.Signals(sig).name}" in se and "--continue" in se and "Traceback" not in se
+    assert not (out / "result.json").exists() and not (out / outdir.LOCK).exists()
+    with np.load(out / "checkpoint.npz") as z:
+        assert int(z["A__iteration"]) >= 10
+    if sig == signal.SIGINT:
+        return  # the same checkpoint path as SIGTERM: one continuation is checked (below), to keep CI short
+    done = subprocess.run(cmd + ["--continue"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    ref = reference["out"]
+    for m in ("half_map_A.mrc", "half_map_B.mrc"):
+        assert np.array_equal(io.read_mrc(out / m)[0], io.read_mrc(ref / m)[0]), m
+    a, b = io.read_star(str(out / "particles.star")), io.read_star(str(ref / "particles.star"))
+    assert np.array_equal(a.rot, b.rot) and np.array_equal(a.half, b.half)
+    # `abinitrefine fsc` on the half-maps gives the job's own number
+    fsc = subprocess.run(CLI + ["fsc", str(out / "half_map_A.mrc"), str(out / "half_map_B.mrc")],
+                         capture_output=True, text=True)
+    assert f"{json.load(open(out / 'result.json'))['resolution_A']:.2f} A" in fsc.stdout, fsc.stdout
