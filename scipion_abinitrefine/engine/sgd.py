@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from . import fourier, so3
+from . import fourier, refine, so3
 from .backend import get_backend
 from .ctf import CTFParams, ctf_at
 from .search import PoseSearch
@@ -57,6 +57,9 @@ class SGDParams:
     # true map at SNR 0.05 / box 64 / 5 A, brings the median angular error from 3.8 (8) to 2.9 deg (32).
     final_top_k: int = 32
     n_backproject: int = 4
+    # polish each particle's best final pose continuously (rotation + sub-pixel origin, engine/refine.py):
+    # the search ends on its grid, and downstream local refinement starts from these poses
+    final_refine: bool = True
     # poses per image drawn from the coarse posterior outside the beam (search.PoseSearch.search)
     n_samples: int = 32
     # weight each image by the posterior probability that the model, not noise alone, explains it
@@ -418,6 +421,10 @@ class SGDRun:
             C = ctf_at(self.data.ctf, gidx, kxf / (D * self.apix), kyf / (D * self.apix))
             res = self.searcher.search(G, X[:, :m_search], C[:, :m_search], s2f[:m_search],
                                        kxf, kyf, self.r_max, n_keep=self.p.n_backproject, top_k=self.p.final_top_k)
+            if self.p.final_refine:
+                res.R[:, 0], res.t[:, 0], _ = refine.refine_poses(
+                    self.be, G, X[:, :m_search], C[:, :m_search], s2f[:m_search], kxf, kyf, res.R[:, 0],
+                    res.t[:, 0], D, pad)
             self._remember(sel, res)
             nb = res.R.shape[1]
             ph = fourier.shift_phases(kxf, kyf, res.t.reshape(-1, 2), D).reshape(len(sel), nb, -1)
