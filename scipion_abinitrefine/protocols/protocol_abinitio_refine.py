@@ -113,16 +113,20 @@ class ProtAbInitioRefine(ProtRefine3D):
                            "(85% of the box). The wizard proposes it from the box size and the pixel size.")
 
         form.addSection(label="Gold standard")
-        form.addParam("alignRes", params.FloatParam, default=C.DEFAULT_ALIGN_RES, expertLevel=LEVEL_ADVANCED,
+        form.addParam("alignRes", params.FloatParam, default=C.DEFAULT_ALIGN_RES,
                       label="Half-map alignment resolution (A)",
                       help="The two half-maps are aligned to each other using only information up to this "
                            "resolution (default 20 A), so that they stay independent beyond it. Must be "
                            "coarser than the maximum resolution.")
         form.addParam("alignEvery", params.IntParam, default=C.DEFAULT_ALIGN_EVERY, expertLevel=LEVEL_ADVANCED,
-                      label="Iterations between half-map alignments")
-        form.addParam("splitByMicrograph", params.BooleanParam, default=False, expertLevel=LEVEL_ADVANCED,
+                      label="Iterations between half-map alignments",
+                      help="How often half B's model is aligned to half A's (rotation, shift, hand) during the "
+                           "SGD, from the end of the initial iterations on; the halves are also aligned once at "
+                           "the end. 0 = only at the end.")
+        form.addParam("splitByMicrograph", params.BooleanParam, default=False,
                       label="Keep micrographs in one half-set?",
-                      help="Put all particles of a micrograph into the same half-set.")
+                      help="Put all particles of a micrograph into the same half-set, so that particles that "
+                           "share a micrograph (and its noise, drift and CTF errors) never sit in both halves.")
         form.addParam("seed", params.IntParam, default=C.DEFAULT_SEED, expertLevel=LEVEL_ADVANCED,
                       label="Random seed",
                       help="Seed of the half-set split, the particle order and the random initial models. "
@@ -352,6 +356,26 @@ class ProtAbInitioRefine(ProtRefine3D):
             errors.append(f"Window/mask diameter ({self.maskDiameter.get():g} A) is larger than the box "
                           f"({box * apix:g} A): use the wizard or 0 (automatic).")
         return errors
+
+    def _warnings(self):
+        """Settings that will probably fail or mislead (the user may still go on)."""
+        warnings = []
+        parts = self.inputParticles.get()
+        if parts is None:
+            return warnings
+        n = parts.getSize()
+        if self.numParticles.get() and self.numParticles.get() > 0:
+            n = min(n, self.numParticles.get())
+        if n // 2 < 1000:
+            warnings.append(f"Only {n // 2} particles per half-set: from random starts the halves may not find the "
+                            "same structure, and the gold-standard FSC is weakly determined. Use more particles "
+                            "if you have them.")
+        nyq = 2.0 * parts.getSamplingRate()
+        if self.maxRes.get() < 1.5 * nyq and n < 20000:
+            warnings.append(f"Maximum resolution {self.maxRes.get():g} A is close to Nyquist ({nyq:g} A) for "
+                            f"{n} particles: the last iterations will mostly fit noise; a coarser maximum "
+                            "resolution is faster and as good.")
+        return warnings
 
     def _summary(self):
         summary = []

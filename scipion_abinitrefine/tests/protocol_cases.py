@@ -85,11 +85,13 @@ def child_run(star, sqlite, tiny):
         "align": new(**dict(tiny, alignRes=10.0)).validate(),
         "minibatch": new(**dict(tiny, numParticles=0, initMinibatch=90, finalMinibatch=300)).validate(),
         "symmetry": new(**dict(tiny, symmetry="D7")).validate(),
+        "lr": new(**dict(tiny, initLR=0.0)).validate(),
         "good": new(**tiny).validate(),
     }
+    warnings = new(**tiny).warnings()
     prot = new(objLabel="ab-initio tiny", **tiny)
     prot = launch(project, prot, timeout=420)
-    return dict(prot_id=int(prot.getObjId()), errors=errors)
+    return dict(prot_id=int(prot.getObjId()), errors=errors, warnings=warnings)
 
 
 def child_continue_args(prot_id):
@@ -168,6 +170,10 @@ def check_validation(run):
     assert any("alignment resolution" in e for e in errors["align"]), errors["align"]
     assert any("minibatch" in e.lower() for e in errors["minibatch"]), errors["minibatch"]
     assert any("Symmetry" in e for e in errors["symmetry"]), errors["symmetry"]
+    # numeric bounds come from the engine's table through the form's job options
+    assert any("Initial learning rate" in e for e in errors["lr"]), errors["lr"]
+    # 90 particles per half: the form warns (the user may go on)
+    assert any("per half-set" in w for w in run["warnings"]), run["warnings"]
 
 
 def check_partition(out):
@@ -218,6 +224,7 @@ def check_volume_and_fsc(out):
     assert any("CONVERGED" in s for s in out["summary"]), out["summary"]  # the verdict, either way
     cites = " ".join(out["citations"])
     assert "Punjani et al., Nature Methods, 2017" in cites and "Error" not in cites, out["citations"]
+    assert "Kim et al., bioRxiv, 2025" in cites, out["citations"]  # was "Kim et al., , 2025"
 
 
 def check_continue_args(res):
