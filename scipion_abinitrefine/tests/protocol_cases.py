@@ -145,6 +145,13 @@ def child_read(prot_id):
     unused = []
     if hasattr(prot, "outputUnusedParticles"):
         unused = [int(p.getObjId()) for p in prot.outputUnusedParticles.iterItems(orderBy="id")]
+    # the chain into RELION: scipion-em-relion's own converter writes our output particles for its jobs
+    from relion.convert import writeSetOfParticles
+
+    chain_dir = os.path.abspath(prot._getExtraPath("relion_chain"))
+    os.makedirs(chain_dir, exist_ok=True)
+    relion_star = os.path.join(chain_dir, "particles.star")
+    writeSetOfParticles(prot.outputParticles, relion_star, outputDir=os.path.dirname(relion_star))
     vol = prot.outputVolume
     x, y = prot.outputFSC.getData()
     return dict(input_ids=[int(p.getObjId()) for p in inp.iterItems(orderBy="id")], used=used, unused=unused,
@@ -154,7 +161,8 @@ def child_read(prot_id):
                 half_maps=[os.path.abspath(h) for h in vol.getHalfMaps().split(",")] if isinstance(
                     vol.getHalfMaps(), str) else [os.path.abspath(h) for h in vol.getHalfMaps()],
                 fsc_x=[float(v) for v in x], fsc_y=[float(v) for v in y],
-                job_dir=os.path.abspath(prot._getJobDir()), summary=prot.summary(), methods=prot.methods(),
+                job_dir=os.path.abspath(prot._getJobDir()), relion_star=relion_star, summary=prot.summary(),
+                methods=prot.methods(),
                 citations=prot.citations())
 
 
@@ -203,6 +211,23 @@ def check_transforms(out):
         assert abs(ox - job.origin_x[k]) < 0.01 and abs(oy - job.origin_y[k]) < 0.01
         assert u["half"] == int(job.half[k])
         assert math.isclose(u["loglik"], job.loglik[k], abs_tol=1e-4)  # the score reaches Scipion too
+
+
+def check_relion_chain(out):
+    """scipion-em-relion's converter writes our particles with the job's poses (1e-4 deg, 1e-3 A) and half-sets."""
+    job = io.read_star(os.path.join(out["job_dir"], "particles.star"))
+    rel = io.read_star(out["relion_star"])
+    assert len(rel) == len(job) and rel.half is not None
+    by_name = {os.path.basename(str(p)) + f"@{i}": k for k, (p, i) in
+               enumerate(zip(job.stack_paths, job.stack_index.tolist()))}
+    for k in range(len(rel)):
+        j = by_name.get(os.path.basename(str(rel.stack_paths[k])) + f"@{int(rel.stack_index[k])}")
+        if j is None:  # relion may have linked the stack under another name: fall back to the row order
+            j = k
+        d = poses.rotation_distance_deg(rel.rot[k], rel.tilt[k], rel.psi[k], job.rot[j], job.tilt[j], job.psi[j])
+        assert d < 1e-4, (k, d)
+        assert abs(rel.origin_x[k] - job.origin_x[j]) < 1e-3 and abs(rel.origin_y[k] - job.origin_y[j]) < 1e-3
+        assert int(rel.half[k]) == int(job.half[j])
 
 
 def check_volume_and_fsc(out):

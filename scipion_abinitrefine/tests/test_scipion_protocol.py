@@ -42,6 +42,10 @@ def test_transforms_are_the_job_poses(refined):
     C.check_transforms(refined[1])
 
 
+def test_relion_converter_keeps_poses_and_half_sets(refined):
+    C.check_relion_chain(refined[1])
+
+
 def test_volume_half_maps_and_fsc(refined):
     C.check_volume_and_fsc(refined[1])
 

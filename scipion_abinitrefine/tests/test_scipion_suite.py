@@ -59,6 +59,9 @@ class TestAbInitRefineProtocol(BaseTest):
     def test_transforms_are_the_job_poses(self):
         C.check_transforms(self.out)
 
+    def test_relion_converter_keeps_poses_and_half_sets(self):
+        C.check_relion_chain(self.out)
+
     def test_volume_half_maps_and_fsc(self):
         C.check_volume_and_fsc(self.out)
 
