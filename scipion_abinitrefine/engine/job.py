@@ -268,7 +268,7 @@ class Job:
                 el = time.time() - t_start
                 self.say(f"iter {it:5d}/{n_tot}  res {e['resolution_A']:6.2f} A  minibatch {e['minibatch']:4d}  "
                          f"ESS A {A.log[-1]['ess']:7.1f} B {B.log[-1]['ess']:7.1f}  lr {e['lr']:.3f}  "
-                         f"seen {A.seen.sum() + B.seen.sum()}  {el:7.1f} s  ETA {_eta(A, el):>8s}", flush=True)
+                         f"seen {A.seen.sum() + B.seen.sum()}  {el:7.1f} s  ETA {_eta(A):>8s}", flush=True)
             if self.p.align_every > 0 and it >= self.p.init_iters and it % self.p.align_every == 0:
                 self.align_halves()
             if self.stop_signal is not None:
@@ -350,7 +350,7 @@ class Job:
         return result
 
 
-def _eta(run, elapsed: float) -> str:
+def _eta(run) -> str:
     """Remaining SGD time, extrapolated from the cost of the iterations so far (later ones cost more)."""
     done = sum(e["seconds"] for e in run.log)
     if not run.log or done <= 0:

@@ -26,7 +26,7 @@ iteration to the maximum resolution, then ``final_iters`` iterations there. Mini
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -480,8 +480,6 @@ class SGDRun:
             self.maxprob = np.asarray(st["maxprob"], np.float32)
         self.rng.bit_generator.state = _unpickle(np.asarray(st["rng_state"]).tobytes())
 
-    def params_dict(self) -> dict:
-        return asdict(self.p)
 
 
 def _pickle(obj) -> bytes:
@@ -503,20 +501,3 @@ def _shift_volume(vol: np.ndarray, s_xyz) -> np.ndarray:
     kz, ky, kx = np.meshgrid(k, k, k, indexing="ij")
     ph = np.exp(-2j * np.pi * (kx * s_xyz[0] + ky * s_xyz[1] + kz * s_xyz[2]))
     return np.fft.ifftn(np.fft.fftn(vol) * ph).real.astype(np.float32)
-
-
-def reconstruct(particles, params: SGDParams, idx=None, backend="cpu", progress=None, name="A"):
-    """Run SGD ab-initio on ``particles`` (all of them, or ``idx``).
-
-    Returns
-    -------
-    vol : float32 (box^3) final model
-    run : SGDRun (poses in run.R / run.t for run.idx, run.seen, run.log)
-    """
-    idx = np.arange(len(particles)) if idx is None else np.asarray(idx)
-    run = SGDRun(particles, idx, params, backend=backend, name=name)
-    while not run.done:
-        e = run.step()
-        if progress is not None:
-            progress(run, e)
-    return run.model_volume(), run
