@@ -51,7 +51,14 @@ def score_relion(res, truth_vol, t, apix):
     from scipion_abinitrefine.engine import io
 
     vol, _ = io.read_mrc(res["map"])
-    return hard.truth_scores(vol, io.read_star(res["data"]), truth_vol, t, apix)
+    # RELION writes image names relative to the directory it ran in (the case directory), not to the STAR's
+    here = os.getcwd()
+    os.chdir(os.path.dirname(os.path.dirname(res["data"])))
+    try:
+        ps = io.read_star(res["data"])
+    finally:
+        os.chdir(here)
+    return hard.truth_scores(vol, ps, truth_vol, t, apix)
 
 
 def main():
