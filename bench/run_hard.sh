@@ -8,3 +8,9 @@ $PY bench/hard.py --shape flat --snr 0.01 --n 10000 --seeds 1 --junk 0.2 --reali
 $PY bench/hard.py --shape demo --snr 0.01 --n 10000 --seeds 0
 $PY bench/peers.py --shape demo --snr 0.01 --n 10000 --seeds 0 --relion-iters 25 100 25
 $PY bench/hard.py --shape compact --snr 0.01 --n 10000 --seeds 2
+# session 3 (rows (e)-(i) and the RELION row of bench/RESULTS.rst)
+$PY bench/hard.py --shape demo --snr 0.01 --n 10000 --seeds 0
+$PY bench/hard.py --shape compact --snr 0.01 --n 10000 --seeds 1
+$PY bench/peers.py --shape demo --snr 0.01 --n 10000 --seeds 0 --relion-iters 25 100 25
+$PY bench/hard.py --shape flat --snr 0.01 --n 10000 --seeds 1 --junk 0.2 --realistic
+$PY bench/hard.py --shape elongated --snr 0.01 --n 10000 --seeds 2
