@@ -273,11 +273,8 @@ def _polish(scorer, Q0, t0, flip: bool, tol_deg: float = 0.01):
     def rot(w):
         return Rotation.from_rotvec(np.deg2rad(w)).as_matrix() @ Q0
 
-    cache = {}
-
     def f(w):
-        ncc, t = scorer.refine(_source_matrix(rot(w)[None], flip), t0[None], iters=6)
-        cache[tuple(np.round(w, 9))] = (float(ncc[0]), t[0])
+        ncc, _ = scorer.refine(_source_matrix(rot(w)[None], flip), t0[None], iters=6)
         return -float(ncc[0])
 
     simplex = np.vstack([np.zeros(3), 0.5 * np.eye(3)])
@@ -299,8 +296,7 @@ def align_maps(ref, mov, apix, max_res_A=20.0, hands=True, seed=0, n_refine=5, k
     resolution around the ``keep`` best (plus the best of two other basins, and the identity in the
     unmirrored hand), each candidate scored at its Newton-refined continuous shift; the best is then
     polished continuously (:func:`_polish`) on a 4x padded transform. The hand with the higher final NCC
-    wins. ``seed`` is accepted for
-    interface stability: the search is deterministic.
+    wins. ``seed`` is accepted for interface stability: the search is deterministic.
 
     Returns
     -------

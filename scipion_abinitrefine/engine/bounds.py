@@ -6,6 +6,7 @@ the data (Nyquist, box, particle count) stay in :func:`job.validate`.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 
 # field: (label, lowest, highest, low_open, what to do); None = unbounded on that side
@@ -36,14 +37,14 @@ BOUNDS: dict[str, tuple[str, float | None, float | None, bool, str]] = {
     "align_every": ("Iterations between half-map alignments", 0, None, False, "0 = only at the end, e.g. 50"),
     "checkpoint_minutes": ("Minutes between checkpoints", 0, None, False, "e.g. 5"),
 }
-INTEGER = {"num_particles", "init_iters", "final_iters", "init_minibatch", "final_minibatch", "minibatch_switch_iter",
-           "lr_duration", "top_k", "final_top_k", "n_backproject", "n_samples", "pad", "seed", "align_every"}
 CHOICES = {"backend": ("auto", "cpu", "cuda")}
 
 
 def check(params) -> list[str]:
     """Every bound violated by ``params`` (a dataclass such as ``JobParams``), one message each."""
     errors = []
+    # whole numbers: the fields declared int (annotations are strings under postponed evaluation)
+    integer = {f.name for f in dataclasses.fields(params) if f.type in (int, "int")}
     for name, (label, lo, hi, low_open, hint) in BOUNDS.items():
         if not hasattr(params, name):
             continue
@@ -51,7 +52,7 @@ def check(params) -> list[str]:
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
             errors.append(f"{label} ({name}) = {v!r}: not a finite number; {hint}")
             continue
-        if name in INTEGER and float(v) != int(v):
+        if name in integer and float(v) != int(v):
             errors.append(f"{label} ({name}) = {v}: must be a whole number; {hint}")
             continue
         bad_lo = lo is not None and (v <= lo if low_open else v < lo)

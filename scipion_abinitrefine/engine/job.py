@@ -156,7 +156,7 @@ class Job:
         self.p = params
         self.say = log or (lambda *a, **k: None)
         os.makedirs(out_dir, exist_ok=True)
-        self.ckpt = os.path.join(out_dir, "checkpoint.npz")
+        self.ckpt = os.path.join(out_dir, outdir.CHECKPOINT)
         self.half = split_halves(len(ps), params.seed, ps.micrograph if params.split_by_micrograph else None)
         self.used = choose_used(self.half, params.num_particles, params.seed)
         sp = params.sgd_params()

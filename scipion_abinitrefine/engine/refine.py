@@ -23,7 +23,7 @@ def _turn(R: np.ndarray, w: np.ndarray) -> np.ndarray:
     return (R @ Rotation.from_rotvec(w).as_matrix()).astype(np.float32)
 
 
-def _residual_parts(be, G, R, kx, ky, pad):
+def _slices(be, G, R, kx, ky, pad):
     return be.to_host(be.extract_slices(G, be.asarray(np.ascontiguousarray(R, np.float32)), kx, ky, pad))
 
 
@@ -46,7 +46,7 @@ def refine_poses(be, G, X, C, s2, kx, ky, R0, t0, box: int, pad: int = 2, iters:
 
     def residual(Rc, tc):
         ph = fourier.shift_phases(kx, ky, tc, box)  # (n, m) = exp(-i K.t)
-        P = _residual_parts(be, G, Rc, kx, ky, pad)
+        P = _slices(be, G, Rc, kx, ky, pad)
         return ((X * ph - C * P) * inv_s).astype(np.complex64), P
 
     r, P = residual(R, t)
@@ -59,7 +59,7 @@ def refine_poses(be, G, X, C, s2, kx, ky, R0, t0, box: int, pad: int = 2, iters:
         J = np.empty((n, m, 5), np.complex64)
         for j in range(3):
             Rj = _turn(R, np.broadcast_to(h * eye[j], (n, 3)).copy())
-            J[:, :, j] = -C * (_residual_parts(be, G, Rj, kx, ky, pad) - P) / np.float32(h) * inv_s
+            J[:, :, j] = -C * (_slices(be, G, Rj, kx, ky, pad) - P) / np.float32(h) * inv_s
         xs = (r + C * P * inv_s)  # X exp(-i K.t) / sigma
         J[:, :, 3:] = (-1j * xs)[:, :, None] * K[None]
         H = np.einsum("nmi,nmj->nij", J.conj(), J).real.astype(np.float64)

@@ -481,7 +481,6 @@ class SGDRun:
         self.rng.bit_generator.state = _unpickle(np.asarray(st["rng_state"]).tobytes())
 
 
-
 def _pickle(obj) -> bytes:
     import pickle
 

@@ -337,13 +337,9 @@ class ProtAbInitioRefine(ProtRefine3D):
             errors.append(f"Only {nUse} particles would be used, fewer than 2 x final minibatch size "
                           f"({2 * self.finalMinibatch.get()}): lower 'Minibatch size' (initial and final) or "
                           "'Num particles to use' = 0 (all), or add particles.")
-        if self.initMinibatch.get() <= 0 or self.finalMinibatch.get() <= 0:
-            errors.append("Minibatch size: initial and final sizes must be positive.")
         if str(self.symmetry.get()).strip().upper() not in C.SYMMETRY_CHOICES:
             errors.append(f"Symmetry '{self.symmetry.get()}' is not supported: only C1 is; run in C1 and impose "
                           "symmetry in a later refinement.")
-        if self.radiusStep.get() <= 0:
-            errors.append("Fourier radius step must be positive.")
         # every numeric bound, from the engine's one table, on the options this form gives the job
         from ..cli import job_params_from_args
         from ..engine import bounds
@@ -366,7 +362,9 @@ class ProtAbInitioRefine(ProtRefine3D):
         n = parts.getSize()
         if self.numParticles.get() and self.numParticles.get() > 0:
             n = min(n, self.numParticles.get())
-        if n // 2 < 1000:
+        from ..engine.job import FEW_PER_HALF
+
+        if n // 2 < FEW_PER_HALF:
             warnings.append(f"Only {n // 2} particles per half-set: from random starts the halves may not find the "
                             "same structure, and the gold-standard FSC is weakly determined. Use more particles "
                             "if you have them.")

@@ -19,9 +19,9 @@ CLI_TINY = ["--max-res", "12", "--init-iters", "20", "--final-iters", "10", "--f
             "--align-every", "20", "--backend", "cpu"]
 
 
-def simulate(out, n=300, snr=0.1):
+def simulate(out, n=300, snr=0.1, seed=3):
     subprocess.run([sys.executable, "-m", "scipion_abinitrefine.cli", "simulate", "--out", str(out), "--n", str(n),
-                    "--box", "32", "--apix", "4", "--snr", str(snr), "--seed", "3"], check=True,
+                    "--box", "32", "--apix", "4", "--snr", str(snr), "--seed", str(seed)], check=True,
                    capture_output=True)
     return os.path.join(out, "particles.star")
 
