@@ -18,17 +18,10 @@ import pytest
 
 from scipion_abinitrefine import cli
 from scipion_abinitrefine.engine import io, outdir
+from scipion_abinitrefine.tests.test_job import CLI_TINY, simulate
 
 CLI = [sys.executable, "-m", "scipion_abinitrefine.cli"]
-TINY = ["--max-res", "12", "--init-iters", "20", "--final-iters", "10", "--fourier-radius-step", "0.3",
-        "--init-minibatch", "60", "--final-minibatch", "100", "--minibatch-switch", "30", "--lr-duration", "15",
-        "--align-every", "20", "--backend", "cpu", "--threads", "1"]
-
-
-def simulate(out, n=240, seed=3):
-    subprocess.run(CLI + ["simulate", "--out", str(out), "--n", str(n), "--box", "32", "--apix", "4", "--snr", "0.1",
-                          "--seed", str(seed)], check=True, capture_output=True)
-    return str(out / "particles.star")
+TINY = CLI_TINY + ["--threads", "1"]
 
 
 def checksums(folder):
@@ -37,13 +30,22 @@ def checksums(folder):
 
 
 def run_cli(argv, capsys):
-    """``abinitrefine ARGV`` in this process: (exit code, stderr)."""
+    """``abinitrefine ARGV`` in this process: (exit code, stderr).
+
+    ``--threads`` sets numba's thread count for the whole process: it is restored, so that the tests after
+    these run with the pool they would have alone (a job's floating-point sums depend on it).
+    """
+    import numba
+
+    threads = numba.get_num_threads()
     try:
         rc = cli.main([str(a) for a in argv])
     except SystemExit as e:  # argparse and the early checks exit with their message
         rc = e.code if isinstance(e.code, int) else 2
         if isinstance(e.code, str):
             print(e.code, file=sys.stderr)
+    finally:
+        numba.set_num_threads(threads)
     return rc, capsys.readouterr().err
 
 
@@ -59,7 +61,7 @@ def assert_user_error(rc, err, *words):
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     d = tmp_path_factory.mktemp("safety")
-    star = simulate(d / "data")
+    star = simulate(d / "data", n=240)
     few = simulate(d / "few", n=30)
     zeros = simulate(d / "zeros", n=240)
     with mrcfile.open(d / "zeros" / "particles.mrcs", "r+") as m:
