@@ -28,6 +28,7 @@ setup(
         "mrcfile>=1.4",
         "emtable>=0.0.14",
         "matplotlib>=3.7",
+        "threadpoolctl>=3.1",  # engine/threads.py: BLAS's thread pool under the job's --threads
     ],
     extras_require={
         "scipion": ["scipion-pyworkflow==3.11.7", "scipion-em==3.11.1", "scipion-em-relion>=5.0"],

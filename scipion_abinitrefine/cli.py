@@ -105,10 +105,10 @@ def _setup_compute(args):
     threads = getattr(args, "threads", None)
     if threads is not None and threads < 0:
         raise SystemExit(f"error: --threads {threads}: a number of CPU threads >= 0 (0 = all)")
-    if threads:
-        import numba
+    if threads is not None:
+        from .engine import threads as engine_threads
 
-        numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
+        engine_threads.limit(threads)
     if getattr(args, "gpu", None) is not None and args.backend != "cpu":
         os.environ.setdefault("CUDA_VISIBLE_DEVICES", str(args.gpu))
 

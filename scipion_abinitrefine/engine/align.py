@@ -200,7 +200,8 @@ class _Scorer:
             nb = len(vals)
             X = np.zeros((nb, nh), dtype=np.complex64)
             X[:, self.flat] = self.fref[None] * np.conj(vals)
-            cc = sfft.irfftn(X.reshape(nb, Ds, Ds, Ds // 2 + 1), s=(Ds,) * 3, axes=(1, 2, 3), workers=-1)
+            cc = sfft.irfftn(X.reshape(nb, Ds, Ds, Ds // 2 + 1), s=(Ds,) * 3, axes=(1, 2, 3),
+                             workers=fourier.get_workers())
             cc = cc.reshape(nb, -1)
             i = np.argmax(cc, axis=1)
             # irfftn carries 1/Ds^3; Parseval sums over the full sphere give the norms

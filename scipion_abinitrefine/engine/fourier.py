@@ -10,7 +10,16 @@ from __future__ import annotations
 import numpy as np
 import scipy.fft as sfft
 
-_WORKERS = -1  # all cores
+_WORKERS = -1  # all cores, until threads.limit sets the job's count
+
+
+def set_workers(n: int):
+    global _WORKERS
+    _WORKERS = int(n)
+
+
+def get_workers() -> int:
+    return _WORKERS
 
 
 def ft2c(img: np.ndarray) -> np.ndarray:

@@ -144,61 +144,115 @@ class PoseSearch:
         F = be.asarray(F)
         X = be.asarray(X, np.complex64)
         C = be.asarray(C, np.float32)
-        inv_s2 = 1.0 / be.asarray(s2, np.float32)
         Rg = be.asarray(base_rotations())
-        nR = Rg.shape[0]
         m0 = fourier.n_points_within(kx, ky, radii[0])
         shifts_h, s_step = self.base_shifts(radii[0])
         shifts = be.asarray(shifts_h)
         P0 = be.extract_slices(F, Rg, kx[:m0], ky[:m0], self.pad)  # (nR, m0)
-        ll0_all = [] if return_ll0 else None
-        K = min(top_k or self.top_k, nR * len(shifts_h))
+        M = int(n_samples)
+        # two uniforms per draw (the rotation, then the shift given it), drawn on the host for all images
+        # at once: the same draws on any backend and with any number of workers
+        U = (rng or np.random.default_rng()).random((B, M, 2)) if M else None
+        ctx = _Level0(F=F, inv_s2=1.0 / be.asarray(s2, np.float32), kx=kx, ky=ky, r=r, radii=radii, Rg=Rg,
+                      shifts=shifts, s_step=s_step, m0=m0, K=min(top_k or self.top_k, Rg.shape[0] * len(shifts_h)),
+                      M=M, T=temperature, n_keep=n_keep, return_ll0=return_ll0,
+                      ph0=fourier.shift_phases(kx[:m0], ky[:m0], shifts, self.box, xp),  # (S, m0)
+                      P0r=xp.ascontiguousarray(xp.concatenate([P0.real, P0.imag], axis=1).astype(np.float32).T),
+                      P0n=xp.ascontiguousarray((xp.abs(P0) ** 2).astype(np.float32).T))  # (2 m0, nR), (m0, nR)
+        bounds = _split(B, self.chunk, 1 if return_ll0 else self.workers())
+
+        def run(ab):
+            a, b = ab
+            return self._search_part(ctx, X[a:b], C[a:b], None if U is None else U[a:b])
+
+        parts = [run(bounds[0])] if len(bounds) == 1 else list(_pool(len(bounds)).map(run, bounds))
+        h = be.to_host
+        width = max(p[0].shape[1] for p in parts)
+        out = [[], [], [], [], [], []]
+        for Rk, tk, w, ess, llb, ev, _ in parts:
+            if Rk.shape[1] < width:  # a part whose posteriors were all sharp drew no samples: zero weights
+                pad = width - Rk.shape[1]
+                Rk = xp.concatenate([Rk, xp.repeat(Rk[:, :1], pad, axis=1)], axis=1)
+                tk = xp.concatenate([tk, xp.repeat(tk[:, :1], pad, axis=1)], axis=1)
+                w = xp.concatenate([w, xp.zeros((w.shape[0], pad), w.dtype)], axis=1)
+            for lst, v in zip(out, (Rk, tk, w, ess, llb, ev)):
+                lst.append(h(v))
+        Rk, tk, w, ess, llb, ev = (np.concatenate(v) for v in out)
+        res = SearchResult(Rk, tk, w.astype(np.float32), ess, llb, ev)
+        if return_ll0:
+            return res, parts[0][6]
+        return res
+
+    def workers(self) -> int:
+        """Threads the search splits a batch over: the CPU backend's numba thread count, else 1.
+
+        Each worker runs its images' whole search (numpy releases the GIL in its array loops; BLAS runs one
+        thread per call, see :func:`threads.limit`), so every step of it, not only the matrix products,
+        uses all the cores. Not under numba's workqueue threading layer, which must not be entered from
+        two threads at once.
+        """
+        if self.be.name != "cpu":
+            return 1
+        import numba
+
+        try:
+            if numba.threading_layer() == "workqueue":
+                return 1
+        except ValueError:  # no parallel kernel has run yet in this process: the layer is not chosen
+            return 1
+        return numba.get_num_threads()
+
+    def _search_part(self, ctx, X, C, U):
+        """The search of images X, C (a part of the batch): level 0 in chunks, the finer levels, the samples."""
+        be = self.be
+        xp = be.xp
+        F, inv_s2, kx, ky, m0, K, M = ctx.F, ctx.inv_s2, ctx.kx, ctx.ky, ctx.m0, ctx.K, ctx.M
+        Rg, shifts, temperature, n_keep = ctx.Rg, ctx.shifts, ctx.T, ctx.n_keep
+        nR = Rg.shape[0]
+        S = shifts.shape[0]
+        B = X.shape[0]
+        ll0_all = [] if ctx.return_ll0 else None
         parR = xp.empty((B, K, 3, 3), np.float32)
         part = xp.empty((B, K, 2), np.float32)
         ess = xp.empty(B, np.float32)
         evidence = xp.empty(B, np.float32)
-        ph0 = fourier.shift_phases(kx[:m0], ky[:m0], shifts, self.box, xp)  # (S, m0)
-        P0r = xp.ascontiguousarray(xp.concatenate([P0.real, P0.imag], axis=1).astype(np.float32).T)  # (2 m0, nR)
-        P0n = xp.ascontiguousarray((xp.abs(P0) ** 2).astype(np.float32).T)  # (m0, nR)
-        S = len(shifts_h)
-        M = int(n_samples)
         if M:
-            U = (rng or np.random.default_rng()).random((B, M))
             top0 = xp.empty((B, K), np.int64)
             outside0 = xp.empty(B, np.float32)  # level-0 posterior mass outside the beam
             samp = xp.empty((B, M), np.int64)
             logp_samp = xp.empty((B, M), np.float32)
         for a in range(0, B, self.chunk):
             b = min(B, a + self.chunk)
-            Xs = X[a:b, None, :m0] * ph0[None]  # (bc, S, m0) shifted images
+            Xs = X[a:b, None, :m0] * ctx.ph0[None]  # (bc, S, m0) shifted images
             Y = xp.conj(Xs) * (C[a:b, None, :m0] * inv_s2[None, None, :m0])
             Y2 = xp.concatenate([Y.real, -Y.imag], axis=2).reshape(-1, 2 * m0).astype(np.float32)
-            cross = (Y2 @ P0r).reshape(b - a, S, -1)  # Re sum conj(Xs) C P / s2: one GEMM
-            norm = (C[a:b, :m0] ** 2 * inv_s2[None, :m0]) @ P0n  # (bc, nR)
+            cross = (Y2 @ ctx.P0r).reshape(b - a, S, -1)  # Re sum conj(Xs) C P / s2: one GEMM
+            norm = (C[a:b, :m0] ** 2 * inv_s2[None, :m0]) @ ctx.P0n  # (bc, nR)
             ll = (2.0 * cross - norm[:, None, :]) / temperature
-            if return_ll0:
+            if ll0_all is not None:
                 ll0_all.append(be.to_host(ll * temperature))
             flat = ll.reshape(b - a, -1)
-            top = xp.argpartition(-flat, K - 1, axis=1)[:, :K]
+            top = _top_pairs(xp, ll, K)
             parR[a:b] = Rg[top % nR]
             part[a:b] = shifts[top // nR]
             # 3D ESS: posterior over rotations, marginalised over shifts
             mx = flat.max(axis=1, keepdims=True)
             pf = xp.exp(flat - mx)  # the level-0 posterior, unnormalised: ESS, evidence, samples
-            p = pf.reshape(b - a, S, -1).sum(axis=1)
-            p /= p.sum(axis=1, keepdims=True)
-            ess[a:b] = 1.0 / (p**2).sum(axis=1)
+            pr = pf.reshape(b - a, S, -1).sum(axis=1)  # (bc, nR) marginal over shifts
+            zr = pr.sum(axis=1, keepdims=True)
+            ess[a:b] = 1.0 / ((pr / zr) ** 2).sum(axis=1)
             if temperature == 1.0:  # the evidence is at T = 1: the same exponentials
-                evidence[a:b] = mx[:, 0] + xp.log(pf.mean(axis=1))
+                evidence[a:b] = mx[:, 0] + xp.log(zr[:, 0] / flat.shape[1])
             else:
                 f1 = flat * temperature
                 m1 = f1.max(axis=1)
                 evidence[a:b] = m1 + xp.log(xp.exp(f1 - m1[:, None]).mean(axis=1))
             if M:
                 top0[a:b] = top
-                outside0[a:b] = 1.0 - xp.take_along_axis(pf, top, 1).sum(axis=1) / pf.sum(axis=1)
-                samp[a:b], logp_samp[a:b] = _draw(xp, flat - mx, be.asarray(U[a:b]))
-        step, sstep = self.step0, s_step
+                outside0[a:b] = 1.0 - xp.take_along_axis(pf, top, 1).sum(axis=1) / zr[:, 0]
+                samp[a:b], logp_samp[a:b] = _draw(xp, pf.reshape(b - a, S, -1), pr, be.asarray(U[a:b]))
+        step, sstep = self.step0, ctx.s_step
+        radii = ctx.radii
         ll = None
         for lev in range(1, len(radii)):
             parR, part, ll = self._refine(F, X, C, inv_s2, kx, ky, radii[lev], parR, part, step, sstep,
@@ -212,16 +266,13 @@ class PoseSearch:
         w /= w.sum(axis=1, keepdims=True)
         Rk, tk = parR[:, :n_keep], part[:, :n_keep]
         if M and float(outside0.max()) > SHARP:  # else every posterior is inside its beam: nothing to add
-            Rs, ts, ws, alpha = self._outside_mass(F, X, C, inv_s2, kx, ky, r, temperature, Rg, shifts,
+            Rs, ts, ws, alpha = self._outside_mass(F, X, C, inv_s2, kx, ky, ctx.r, temperature, Rg, shifts,
                                                    top0, samp, logp_samp)
             Rk = xp.concatenate([Rk, Rs], axis=1)
             tk = xp.concatenate([tk, ts], axis=1)
             w = xp.concatenate([w * (1.0 - alpha)[:, None], ws], axis=1)
-        h = be.to_host
-        res = SearchResult(h(Rk), h(tk), h(w).astype(np.float32), h(ess), h(ll[:, 0]), h(evidence))
-        if return_ll0:
-            return res, np.concatenate(ll0_all)
-        return res
+        ll0 = np.concatenate(ll0_all) if ll0_all is not None else None
+        return Rk, tk, w, ess, ll[:, 0], evidence, ll0
 
     def _outside_mass(self, F, X, C, inv_s2, kx, ky, r, T, Rg, shifts, top0, samp, logp_samp):
         """Posterior mass outside the beam, and the sampled poses that carry it.
@@ -299,15 +350,95 @@ class PoseSearch:
         return Rn, tn, xp.take_along_axis(ll, order, 1)
 
 
-def _draw(xp, logp, u):
-    """Indices drawn from softmax(logp) per row (inverse CDF of uniforms u (b, M)) and their log p."""
-    b, n = logp.shape
-    p = xp.exp(logp.astype(np.float64))
-    cdf = xp.cumsum(p, axis=1)
-    z = cdf[:, -1:]
+@dataclass
+class _Level0:
+    """What every part of a batch shares in one search: the model, the noise, level 0's slices and grid."""
+
+    F: object
+    inv_s2: object
+    kx: np.ndarray
+    ky: np.ndarray
+    r: float
+    radii: list
+    Rg: object
+    shifts: object
+    s_step: float
+    m0: int
+    K: int
+    M: int
+    T: float
+    n_keep: int
+    return_ll0: bool
+    ph0: object
+    P0r: object
+    P0n: object
+
+
+def _split(B: int, chunk: int, n: int) -> list[tuple[int, int]]:
+    """Contiguous parts of B images for n workers, in whole chunks where there are enough images."""
+    n = max(1, min(n, -(-B // chunk)))
+    edges = np.linspace(0, B, n + 1).astype(int)
+    return [(int(edges[i]), int(edges[i + 1])) for i in range(n)]
+
+
+_POOLS: dict = {}
+
+
+def _pool(n: int):
+    """A persistent pool of n search workers; each runs numba's kernels on one thread (numba's thread count
+    is per thread: the workers together use the cores the caller's count names)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    if n not in _POOLS:
+        import numba
+
+        _POOLS[n] = ThreadPoolExecutor(n, thread_name_prefix="pose-search",
+                                       initializer=lambda: numba.set_num_threads(1))
+    return _POOLS[n]
+
+
+def _top_pairs(xp, ll, K):
+    """Flat indices (s * nR + r) of the K best (shift, rotation) pairs of ll (b, S, nR), unordered.
+
+    Exact, without a selection over all S nR pairs: a pair among the K best has its rotation among the K
+    rotations with the best maximum over shifts (fewer than K pairs beat it, so fewer than K rotations
+    do), so the K best pairs are the K best of those K rotations' S K pairs.
+    """
+    b, S, nR = ll.shape
+    if K >= nR:
+        return xp.argpartition(-ll.reshape(b, -1), K - 1, axis=1)[:, :K]
+    rbest = xp.argpartition(-ll.max(axis=1), K - 1, axis=1)[:, :K]  # (b, K) rotations
+    sub = xp.take_along_axis(ll, rbest[:, None, :], axis=2).reshape(b, S * K)
+    j = xp.argpartition(-sub, K - 1, axis=1)[:, :K]
+    return (j // K) * nR + xp.take_along_axis(rbest, j % K, axis=1)
+
+
+def _inverse_cdf(xp, w, u):
+    """Per row of weights w (b, n), indices drawn by uniforms u (b, M): first i with cdf_i > u * total.
+
+    Never an index of zero weight (its cdf equals its predecessor's)."""
+    b, n = w.shape
+    cdf = xp.cumsum(w.astype(np.float64), axis=1)
+    cdf /= cdf[:, -1:]
     off = xp.arange(b, dtype=np.float64)[:, None]
-    flat = (cdf / z + off).ravel()
-    idx = xp.searchsorted(flat, (u + off).ravel()).reshape(u.shape) - (xp.arange(b)[:, None] * n)
-    idx = xp.clip(idx, 0, n - 1)
-    lp = xp.take_along_axis(logp, idx, 1) - xp.log(z).astype(np.float32)
-    return idx.astype(np.int64), lp.astype(np.float32)
+    idx = xp.searchsorted((cdf + off).ravel(), (u + off).ravel(), side="right").reshape(u.shape)
+    return xp.clip(idx - (xp.arange(b)[:, None] * n), 0, n - 1)
+
+
+def _draw(xp, pf, pr, u):
+    """Poses drawn from the level-0 posterior pf (b, S, nR) (unnormalised, max 1), in two stages.
+
+    pr (b, nR) is pf summed over shifts. A rotation r is drawn from pr, then a shift s from pf[:, r]
+    (uniforms u (b, M, 2)): the pair's probability is pf[s, r] / sum(pf), at the cost of a cumulative sum
+    over the rotations and one over S shifts per draw instead of one over all S nR pairs.
+    Returns flat indices s * nR + r (b, M) and their log probabilities.
+    """
+    b, S, nR = pf.shape
+    M = u.shape[1]
+    r = _inverse_cdf(xp, pr, u[:, :, 0])  # (b, M)
+    cols = xp.take_along_axis(pf, r[:, None, :], axis=2)  # (b, S, M): the drawn rotations' shift weights
+    cols = xp.transpose(cols, (0, 2, 1)).reshape(b * M, S)
+    s = _inverse_cdf(xp, cols, u[:, :, 1].reshape(b * M, 1)).reshape(b, M)
+    p = xp.take_along_axis(cols, s.reshape(b * M, 1), axis=1).reshape(b, M)
+    lp = xp.log(p.astype(np.float64)) - xp.log(pr.sum(axis=1, dtype=np.float64))[:, None]
+    return (s * nR + r).astype(np.int64), lp.astype(np.float32)

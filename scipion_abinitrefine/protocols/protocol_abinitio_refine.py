@@ -204,9 +204,11 @@ class ProtAbInitioRefine(ProtRefine3D):
     def _getEnviron(self):
         env = pwutils.Environ(os.environ)
         threads = str(max(1, int(self.numberOfThreads.get() or 1)))
-        # BLAS/OpenMP pools sized like the numba pool, so the job does not oversubscribe the machine
-        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-            env[var] = threads
+        # numba's pool gets the threads (--threads); BLAS gets one, the pose search runs its matrix products
+        # in parallel itself (engine/threads.py sets the same at run time, this also covers import time)
+        env["OMP_NUM_THREADS"] = threads
+        for var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            env[var] = "1"
         return env
 
     @staticmethod

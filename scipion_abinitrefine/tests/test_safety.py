@@ -32,12 +32,12 @@ def checksums(folder):
 def run_cli(argv, capsys):
     """``abinitrefine ARGV`` in this process: (exit code, stderr).
 
-    ``--threads`` sets numba's thread count for the whole process: it is restored, so that the tests after
+    ``--threads`` sets the thread counts (numba, FFT, BLAS) for the whole process: it is restored, so the tests after
     these run with the pool they would have alone (a job's floating-point sums depend on it).
     """
-    import numba
+    from scipion_abinitrefine.engine import threads as engine_threads
 
-    threads = numba.get_num_threads()
+    threads = engine_threads.current()
     try:
         rc = cli.main([str(a) for a in argv])
     except SystemExit as e:  # argparse and the early checks exit with their message
@@ -45,7 +45,7 @@ def run_cli(argv, capsys):
         if isinstance(e.code, str):
             print(e.code, file=sys.stderr)
     finally:
-        numba.set_num_threads(threads)
+        engine_threads.limit(threads["numba"])
     return rc, capsys.readouterr().err
 
 

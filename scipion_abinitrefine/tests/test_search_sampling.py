@@ -8,16 +8,32 @@ from scipion_abinitrefine.engine.ctf import ctf_at
 
 
 def test_draws_follow_the_softmax():
+    """Two-stage draws (rotation, then shift given rotation) follow the softmax over all pairs."""
     rng = np.random.default_rng(0)
-    logp = rng.normal(scale=2.0, size=(3, 50)).astype(np.float32)
+    S, nR = 5, 10
+    logp = rng.normal(scale=2.0, size=(3, S * nR)).astype(np.float32)
+    logp[1, 7] = -200.0  # a pair of (numerically) zero probability is never drawn
     M = 40000
-    idx, lp = search._draw(np, logp, rng.random((3, M)))
+    pf = np.exp(logp - logp.max(axis=1, keepdims=True)).reshape(3, S, nR)
+    idx, lp = search._draw(np, pf, pf.sum(axis=1), rng.random((3, M, 2)))
     p = np.exp(logp - logp.max(axis=1, keepdims=True))
     p /= p.sum(axis=1, keepdims=True)
     for b in range(3):
-        freq = np.bincount(idx[b], minlength=50) / M
+        freq = np.bincount(idx[b], minlength=S * nR) / M
         np.testing.assert_allclose(freq, p[b], atol=4 * np.sqrt(p[b].max() / M))
         np.testing.assert_allclose(lp[b], np.log(p[b][idx[b]]), atol=1e-4)
+    assert not (idx[1] == 7).any()
+
+
+def test_top_pairs_are_the_best_of_all_pairs():
+    """The K best (shift, rotation) pairs found through the rotations' maxima are the exact top K."""
+    rng = np.random.default_rng(1)
+    for S, nR, K in [(9, 300, 8), (1, 50, 8), (25, 40, 32), (4, 6, 10)]:
+        ll = rng.normal(size=(6, S, nR)).astype(np.float32)
+        ll[0, :, 3] += 5.0  # one rotation holds many of the best pairs
+        top = search._top_pairs(np, ll, K)
+        ref = np.argsort(-ll.reshape(6, -1), axis=1)[:, :K]
+        np.testing.assert_array_equal(np.sort(top, axis=1), np.sort(ref, axis=1))
 
 
 @pytest.fixture(scope="module")
