@@ -94,6 +94,51 @@ def crop_fourier_2d(F2: np.ndarray, new_box: int) -> np.ndarray:
     return F2[..., a:a + new_box, a:a + new_box]
 
 
+def resample_volume(vol: np.ndarray, new_box: int) -> np.ndarray:
+    """Fourier crop (new_box < box) or zero-pad (new_box > box) a real cubic map, keeping its values.
+
+    Same physical extent, voxel size box/new_box times the old: the centred transform's frequency index k
+    is the same physical frequency in both boxes. A crop drops everything beyond new_box/2, a pad adds
+    nothing; cropping a map band-limited below new_box/2 and padding it back gives it back exactly.
+    """
+    D = vol.shape[0]
+    if new_box == D:
+        return np.asarray(vol, np.float32).copy()
+    F = ft3c(np.asarray(vol, np.float32))
+    if new_box < D:
+        a = D // 2 - new_box // 2
+        G = F[a:a + new_box, a:a + new_box, a:a + new_box]
+    else:
+        G = np.zeros((new_box,) * 3, np.complex64)
+        a = new_box // 2 - D // 2
+        G[a:a + D, a:a + D, a:a + D] = F
+    return (ift3c(G).real * (new_box / D) ** 3).astype(np.float32)
+
+
+def embed_centred(A: np.ndarray, new_size: int) -> np.ndarray:
+    """Centred crop or zero-pad of a centred cubic Fourier-space array (index k stays index k)."""
+    n = A.shape[0]
+    if new_size == n:
+        return A.copy()
+    if new_size < n:
+        a = n // 2 - new_size // 2
+        return A[a:a + new_size, a:a + new_size, a:a + new_size].copy()
+    out = np.zeros((new_size,) * 3, A.dtype)
+    a = new_size // 2 - n // 2
+    out[a:a + n, a:a + n, a:a + n] = A
+    return out
+
+
+def working_box(radius: float, box: int, margin: float = 0.25, extra: float = 4.0) -> int:
+    """The smallest FFT-friendly even box whose Nyquist clears ``radius`` by ``margin`` x radius + ``extra``
+    (the model's soft low-pass edge and the interpolation's neighbours), at most ``box``."""
+    need = 2 * int(np.ceil((1.0 + margin) * radius + extra))
+    n = need
+    while n < box and (n % 2 or sfft.next_fast_len(n) != n):
+        n += 1
+    return int(min(n, box))
+
+
 def gridding_correction(box: int, pad: int) -> np.ndarray:
     """sinc^2 real-space attenuation of trilinear interpolation in a padded (pad*box) transform."""
     r = radial_index((box, box, box)) / (pad * box)

@@ -16,6 +16,12 @@ is what slices are cut from. One iteration:
    at the current radius;
 6. noise model: per-shell s2 from the residuals at the best poses (running average with a prior weight).
 
+Working box: the model, its curvature and every per-iteration volume operation live in a box Dw <= D that
+follows the current radius (``fourier.working_box``): the same physical extent at a coarser voxel, whose
+padded transform is the centre of the full box's (frequency index k is the same frequency in both). It
+grows, never shrinks, as the radius grows; the images stay at the full box (their points within r are
+all the search reads), and the final pass reconstructs at the full box.
+
 Schedules (CryoSPARC defaults as starting point): resolution fixed at the initial resolution for
 ``init_iters`` iterations (annealing: the temperature T decays from T0 to 1, T0 chosen so that the median
 3D ESS is ``target_ess_fraction`` of the base grid), then the Fourier radius grows by ``radius_step`` per
@@ -157,10 +163,10 @@ class SGDRun:
         # No rescaling: the random start projects to well under 1% of the images' power at the initial
         # radius (box 64, SNR 0.01-0.05), so the first posteriors are broad and the first preconditioned
         # updates set the model's scale from the data.
-        self.G = fourier.volume_to_fourier(vol, params.pad)
-        Dp = params.pad * D
+        self._set_working_box(fourier.working_box(self.r_init, D))
+        self.set_model_volume(vol)
+        Dp = params.pad * self.Dw
         self.H = np.zeros((Dp, Dp, Dp), np.float32)
-        self.acc = self.be.accumulator(Dp)
         self.kx, self.ky = fourier.half_plane_points(self.r_max)
         self.shell = shell_index(self.kx, self.ky)
         self.s2_shell = None  # per-shell noise variance, set from the first minibatch
@@ -178,8 +184,40 @@ class SGDRun:
         self.loglik = np.full(n, np.nan, np.float32)
         self.maxprob = np.full(n, np.nan, np.float32)
         self.log: list[dict] = []
-        self._rshell_grid = fourier.radial_index((Dp, Dp, Dp)) / params.pad
-        self.window = fourier.soft_edge(fourier.radial_index((D, D, D)), self.rp, max(2.0, 0.08 * D))
+
+    # ------------------------------------------------------------------------------ working box
+    def _set_working_box(self, Dw: int):
+        """Sizes and grids of working box Dw (the model itself is moved by :meth:`set_working_radius`)."""
+        D, pad = self.box, self.p.pad
+        self.Dw = int(Dw)
+        Dp = pad * self.Dw
+        self._rshell_grid = fourier.radial_index((Dp, Dp, Dp)) / pad
+        f = self.Dw / D  # working voxels per full-box voxel
+        self.window = fourier.soft_edge(fourier.radial_index((self.Dw,) * 3), self.rp * f,
+                                        max(1.0, max(2.0, 0.08 * D) * f))
+        self.acc = self.be.accumulator(Dp)
+
+    def set_working_radius(self, r: float):
+        """Grow the working box (model and curvature) so that radius r fits; never shrinks it."""
+        Dw = fourier.working_box(r, self.box)
+        if Dw <= self.Dw:
+            return
+        vol = fourier.resample_volume(self._working_volume(), Dw)
+        self.H = fourier.embed_centred(self.H, self.p.pad * Dw)
+        self._set_working_box(Dw)
+        self._set_working_volume(vol)
+
+    def _working_volume(self) -> np.ndarray:
+        """Real-space model at the working box (the full box's values, band-limited to the working box)."""
+        Dw, pad = self.Dw, self.p.pad
+        big = fourier.ift3c(self.G).real
+        a = pad * Dw // 2 - Dw // 2
+        # G is the centre of the full box's transform, a sum over (D/Dw)^3 times more voxels
+        scale = (Dw / self.box) ** 3
+        return (big[a:a + Dw, a:a + Dw, a:a + Dw] * (fourier.gridding_correction(Dw, pad) * scale)).astype(np.float32)
+
+    def _set_working_volume(self, vol: np.ndarray):
+        self.G = fourier.volume_to_fourier(vol * (self.box / self.Dw) ** 3, self.p.pad)
 
     # ------------------------------------------------------------------------------ schedules
     def radius_at(self, it: int) -> float:
@@ -266,6 +304,7 @@ class SGDRun:
         t0 = time.time()
         it = self.iteration
         r = self.radius_at(it)
+        self.set_working_radius(r)
         sel = self.next_batch(self.minibatch_at(it))
         X, C, m = self.batch_points(sel, r)
         kx, ky = self.kx[:m], self.ky[:m]
@@ -369,18 +408,16 @@ class SGDRun:
         self._constrain(r)
 
     def model_volume(self) -> np.ndarray:
-        """Real-space model (box^3): G is pre-compensated for gridding, so multiply it back."""
-        D, pad = self.box, self.p.pad
-        big = fourier.ift3c(self.G).real
-        a = pad * D // 2 - D // 2
-        return (big[a:a + D, a:a + D, a:a + D] * fourier.gridding_correction(D, pad)).astype(np.float32)
+        """Real-space model at the full box (the working box's map, Fourier-padded)."""
+        return fourier.resample_volume(self._working_volume(), self.box)
 
     def set_model_volume(self, vol: np.ndarray):
-        self.G = fourier.volume_to_fourier(vol, self.p.pad)
+        """Set the model from a full-box map (what lies beyond the working box's Nyquist is dropped)."""
+        self._set_working_volume(fourier.resample_volume(vol, self.Dw))
 
     def _constrain(self, r: float):
-        vol = self.model_volume()
-        D = self.box
+        vol = self._working_volume()
+        D = self.Dw
         outside = self.window < 1e-3
         if outside.any():
             vol -= np.median(vol[outside])  # the DC is not measured (ignored): background defines zero
@@ -405,6 +442,7 @@ class SGDRun:
         maximum resolution was never used for alignment), gridding-corrected.
         """
         D, pad = self.box, self.p.pad
+        self.set_working_radius(self.r_max)  # the search's model (the reconstruction is at the full box)
         rfull = D / 2 - 1
         kxf, kyf = fourier.half_plane_points(rfull)
         shf = np.minimum(shell_index(kxf, kyf), len(self.s2_shell) - 1)
@@ -436,12 +474,13 @@ class SGDRun:
             if progress is not None:
                 progress(self, min(a + batch, len(sel_all)), len(sel_all))
         Bv, Wv = (self.be.to_host(a) for a in acc.result())
-        shells = np.minimum(np.rint(self._rshell_grid).astype(np.int64), D)
+        rsh = fourier.radial_index((pad * D,) * 3) / pad
+        shells = np.minimum(np.rint(rsh).astype(np.int64), D)
         wsum = np.bincount(shells.ravel(), weights=Wv.ravel(), minlength=D + 1)
         wcnt = np.bincount(shells.ravel(), weights=(Wv > 0).ravel().astype(np.float64), minlength=D + 1)
         lam = (0.01 * wsum / np.maximum(wcnt, 1)).astype(np.float32)[shells]
         Fr = np.where(Wv > 0, Bv / (Wv + lam + 1e-30), 0).astype(np.complex64)
-        Fr[self._rshell_grid > rfull + 0.5] = 0
+        Fr[rsh > rfull + 0.5] = 0
         return fourier.fourier_to_volume(Fr, D, pad)
 
     def apply_alignment(self, aln, transform_map, transform_poses):
@@ -464,9 +503,12 @@ class SGDRun:
                     rng_state=np.frombuffer(_pickle(self.rng.bit_generator.state), np.uint8))
 
     def load_state(self, st: dict):
-        self.G = np.ascontiguousarray(st["G"], np.complex64)
+        G = np.ascontiguousarray(st["G"], np.complex64)
+        self._set_working_box(G.shape[0] // self.p.pad)  # checkpoints hold the working box's state
+        self.G = G
         self.H = np.ascontiguousarray(st["H"], np.float32)
-        self.s2_shell = st["s2_shell"] if st["s2_shell"].ndim else None
+        s2 = st["s2_shell"]
+        self.s2_shell = s2 if s2 is not None and np.ndim(s2) else None
         self.s2_count = float(st["s2_count"])
         self.T0 = None if np.isnan(float(st["T0"])) else float(st["T0"])
         self.iteration = int(st["iteration"])

@@ -138,7 +138,11 @@ def test_pure_noise_stays_uncorrelated(tmp_path):
     res = run_job(star, str(tmp_path / "out"), JobParams(**TINY), log=lambda *a, **k: None)
     table = np.genfromtxt(tmp_path / "out" / "fsc.csv", delimiter=",", names=True)
     beyond = table["resolution_A"] < 18.0
-    assert np.all(table["fsc_corrected"][beyond] < 0.143), table["fsc_corrected"][beyond]
+    # per shell a pure-noise FSC in this 32-px box has sigma ~0.05-0.1 (a few hundred masked voxels), so
+    # single shells reach 0.143 by chance; what the halves would share is a band-wide excess
+    fb = table["fsc_corrected"][beyond]
+    assert fb.mean() < 0.15 and fb.max() < 0.35, fb  # shared structure gives ~0.5 and more across the band
+    assert res["verdict"] == "failed"  # and the job says so
     # the 0.143 crossing may interpolate into shell 7 (18.3 A: radii 6.5-7.5 px), which straddles the
     # alignment limit (6.4 px) and carries what the alignment matched (measured 0.16 there, 17.7 A); the
     # next shell is fully independent

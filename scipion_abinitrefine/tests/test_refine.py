@@ -14,6 +14,7 @@ def _problem(snr, n=60, seed=5):
     images, truth = simulate.simulate_particles(vol, n, APIX, snr=snr, seed=seed)
     data = sgd.ArrayParticles(images, truth["ctf"], APIX)
     run = sgd.SGDRun(data, np.arange(n), sgd.SGDParams(max_res_A=6.0, init_minibatch=n // 2, final_minibatch=n // 2))
+    run.set_working_radius(run.r_max)  # the model holds the map out to the search's radius
     run.set_model_volume((vol / truth["noise_sigma"]).astype(np.float32))  # the truth, at the images' scale
     kx, ky = fourier.half_plane_points(run.r_max)
     img = sgd.normalise_images(data.read_images(np.arange(n)), run.rp)

@@ -68,6 +68,7 @@ def test_final_pass_recovers_poses_from_the_true_map(small_set):
     med = {}
     for k in (8, 32):
         run = sgd.SGDRun(data, np.arange(len(data)), small_params(final_top_k=k))
+        run.set_working_radius(run.r_max)
         run.set_model_volume(vol.astype(np.float32))
         run.seen[:] = True
         X, _, m = run.batch_points(np.arange(len(data)), run.r_max)

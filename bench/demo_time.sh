@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Wall, user and system time and peak memory of `abinitrefine demo` at a git revision (issue 17, item 6):
+#   bash bench/demo_time.sh REV OUT_JSON      e.g. bash bench/demo_time.sh c849b71 bench/results/demo_c849b71.json
+# The revision is checked out in a temporary worktree and run with this checkout's .venv (PYTHONPATH),
+# nothing else running. Prints one JSON line (also written to OUT_JSON).
+set -eu
+rev=$1; out=$2
+root=$(cd "$(dirname "$0")/.." && pwd)
+wt=$(mktemp -d /tmp/demo_wt.XXXX)
+git -C "$root" worktree add --detach "$wt" "$rev" >/dev/null 2>&1
+cd "$wt"
+log=$(mktemp /tmp/demo_time.XXXX)
+PYTHONPATH="$wt" /usr/bin/time -f '%e %U %S %M' -o "$log.t" "$root/.venv/bin/python" -m scipion_abinitrefine.cli demo \
+    --out "$wt/demo_out" > "$log" 2>&1
+read -r wall user sys maxkb < "$log.t"
+line=$(grep '^demo:' "$log" | tail -1)
+git -C "$root" worktree remove --force "$wt"
+python3 - "$rev" "$wall" "$user" "$sys" "$maxkb" "$line" "$out" <<'PY'
+import json, sys
+rev, wall, user, sys_, maxkb, line, out = sys.argv[1:]
+r = dict(rev=rev, wall_s=float(wall), user_s=float(user), sys_s=float(sys_), peak_gb=int(maxkb) / 2**20,
+         result=line)
+print(json.dumps(r))
+open(out, "w").write(json.dumps(r) + "\n")
+PY
