@@ -92,6 +92,8 @@ def _params_from(args):
         p.junk_weighting = False
     if getattr(args, "exclude_junk", False):
         p.exclude_junk = True
+    if getattr(args, "keep_checkpoint", False):
+        p.keep_checkpoint = True
     return p
 
 
@@ -245,6 +247,8 @@ def build_parser():
                    help="do not weight images by the probability that the model explains them")
     r.add_argument("--exclude-junk", action="store_true",
                    help="particles the final model explains no better than noise go to unused.star")
+    r.add_argument("--keep-checkpoint", action="store_true",
+                   help="keep checkpoint.npz after a successful run (removed by default: it is the largest file)")
     for opt, field, typ, hlp in RUN_OPTIONS:
         r.add_argument(opt, dest=field, type=typ, default=None, help=hlp)
     r.set_defaults(func=cmd_run)

@@ -68,6 +68,23 @@ def n_points_within(kx, ky, radius: float) -> int:
                                radius, side="right"))
 
 
+def image_points(img: np.ndarray, kx, ky) -> np.ndarray:
+    """``gather_points(ft2c(img), kx, ky)`` for half-plane points (kx >= 0), without the full centred
+    transform: a real FFT, the points read at their wrapped indices, and the centring (the image's centre
+    pixel D//2 is the origin) as the sign (-1)^(kx + ky). complex64 (n, m)."""
+    D = img.shape[-1]
+    F = sfft.rfft2(np.asarray(img, np.float32), workers=_WORKERS)
+    kx = np.asarray(kx)
+    ky = np.asarray(ky)
+    sign = np.where((kx + ky) % 2, -1.0, 1.0).astype(np.float32) if D % 2 == 0 else None
+    out = F[:, ky % D, kx]
+    if sign is None:  # odd box: the centre's phase is not a sign
+        out = out * np.exp(2j * np.pi * (kx + ky) * (D // 2) / D).astype(np.complex64)
+    else:
+        out *= sign
+    return out.astype(np.complex64, copy=False)
+
+
 def gather_points(F2: np.ndarray, kx, ky) -> np.ndarray:
     """Values of centred 2D transforms F2 (n, D, D) at points (kx, ky) -> (n, n_points)."""
     D = F2.shape[-1]

@@ -21,7 +21,7 @@ from . import bounds, io, outdir, so3
 from .sgd import SGDParams, SGDRun
 
 # parameters a --continue may change: they do not change results
-RESUME_FREE = ("backend", "checkpoint_minutes")
+RESUME_FREE = ("backend", "checkpoint_minutes", "keep_checkpoint")
 FIRST_CHECKPOINT_ITER = 3  # a checkpoint this early, then every checkpoint_minutes
 MIN_PER_HALF = 20  # fewer particles in a half give no meaningful FSC: refused
 FEW_PER_HALF = 1000  # fewer: a warning (resolution and the verdict are weakly determined)
@@ -87,6 +87,8 @@ class JobParams(SGDParams):
     # particles the final model explains no better than noise (log marginal likelihood ratio < 0) go to
     # the unused output instead of particles.star
     exclude_junk: bool = False
+    # the checkpoint (two working-box models and curvatures, poses) is removed once result.json is written
+    keep_checkpoint: bool = False
 
     def sgd_params(self) -> SGDParams:
         names = {f.name for f in fields(SGDParams)}
@@ -345,6 +347,8 @@ class Job:
         with outdir.atomic(os.path.join(self.out, outdir.RESULT)) as tmp, open(tmp, "w") as f:  # last: the manifest
             json.dump(result, f, indent=1)
         self.stage = "done"
+        if not self.p.keep_checkpoint and os.path.exists(self.ckpt):
+            os.remove(self.ckpt)  # every output is written: nothing left to continue
         self.say(f"gold-standard resolution (FSC 0.143, corrected): {gs['resolution']:.2f} A; "
                  f"{len(used)} particles used, {len(unused)} unused; outputs in {self.out}")
         return result

@@ -31,6 +31,7 @@ iteration to the maximum resolution, then ``final_iters`` iterations there. Mini
 """
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, field
 
@@ -113,12 +114,17 @@ class ArrayParticles:
 def normalise_images(img: np.ndarray, radius_px: float) -> np.ndarray:
     """Zero mean, unit std of the background (outside ``radius_px``), per image."""
     D = img.shape[-1]
-    bg = fourier.radial_index((D, D)) > radius_px
-    v = img[:, bg]
+    v = img.reshape(len(img), -1)[:, _background(D, float(radius_px))]
     mu = v.mean(axis=1)
     sd = v.std(axis=1)
     sd[sd <= 0] = 1.0
     return (img - mu[:, None, None]) / sd[:, None, None]
+
+
+@functools.lru_cache(maxsize=8)
+def _background(D: int, radius_px: float) -> np.ndarray:
+    """Flat indices of the pixels outside ``radius_px`` of a D x D image."""
+    return np.flatnonzero(fourier.radial_index((D, D)).ravel() > radius_px)
 
 
 def shell_index(kx, ky) -> np.ndarray:
@@ -252,7 +258,7 @@ class SGDRun:
         img = normalise_images(self.data.read_images(gidx), self.rp)
         m = fourier.n_points_within(self.kx, self.ky, r)
         kx, ky = self.kx[:m], self.ky[:m]
-        X = fourier.gather_points(fourier.ft2c(img), kx, ky).astype(np.complex64)
+        X = fourier.image_points(img, kx, ky)
         C = ctf_at(self.data.ctf, gidx, kx / (self.box * self.apix), ky / (self.box * self.apix))
         return X, C, m
 
@@ -455,7 +461,7 @@ class SGDRun:
             sel = sel_all[a:a + batch]
             gidx = self.idx[sel]
             img = normalise_images(self.data.read_images(gidx), self.rp)
-            X = fourier.gather_points(fourier.ft2c(img), kxf, kyf).astype(np.complex64)
+            X = fourier.image_points(img, kxf, kyf)
             C = ctf_at(self.data.ctf, gidx, kxf / (D * self.apix), kyf / (D * self.apix))
             res = self.searcher.search(G, X[:, :m_search], C[:, :m_search], s2f[:m_search],
                                        kxf, kyf, self.r_max, n_keep=self.p.n_backproject, top_k=self.p.final_top_k)

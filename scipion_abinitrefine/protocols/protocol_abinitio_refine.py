@@ -222,7 +222,11 @@ class ProtAbInitioRefine(ProtRefine3D):
         args = ["-m", "scipion_abinitrefine.cli", "run", "--particles", os.path.abspath(self._getInputStar()),
                 "--out", jobDir] + list(jobArgs) + self._getComputeArgs()
         ckpt = os.path.join(jobDir, C.CHECKPOINT)
-        if os.path.exists(ckpt):
+        done = os.path.exists(os.path.join(jobDir, C.OUT_RESULT))
+        if done and self.isContinued():  # finished (its checkpoint already removed): nothing to redo
+            self.info(f"the job in {jobDir} already finished; keeping its outputs")
+            return
+        if os.path.exists(ckpt) or done:
             if self.isContinued():
                 self.info(f"continuing the job from its checkpoint {ckpt}")
                 args.append("--continue")

@@ -107,7 +107,13 @@ def child_continue_args(prot_id):
     prot.runJob = lambda program, args, **kw: calls.append([program] + list(args))
     job_args = prot._getJobArgs()
     ckpt = prot._getJobDir(C.CHECKPOINT)
-    out = {"had_checkpoint": os.path.exists(ckpt)}
+    out = {"finished_without_checkpoint": not os.path.exists(ckpt)}  # removed after success (disk footprint)
+    prot.runMode.set(MODE_RESUME)
+    prot.runJobStep(job_args)
+    out["finished_resume_runs_nothing"] = not calls
+    # the directory as a killed run leaves it (runJob is replaced: only the arguments are checked)
+    os.remove(prot._getJobDir(C.OUT_RESULT))
+    open(ckpt, "a").close()
     prot.runMode.set(MODE_RESUME)
     prot.runJobStep(job_args)
     out["resume_with_checkpoint"] = calls[-1]
@@ -254,7 +260,7 @@ def check_volume_and_fsc(out):
 
 def check_continue_args(res):
     """runJobStep passes --continue only when resuming with a checkpoint; restart removes the checkpoint."""
-    assert res["had_checkpoint"] and res["checkpoint_kept"]
+    assert res["finished_without_checkpoint"] and res["finished_resume_runs_nothing"] and res["checkpoint_kept"]
     for key in ("resume_with_checkpoint", "restart_with_checkpoint", "resume_without_checkpoint"):
         cmd = res[key]
         assert cmd[1:4] == ["-m", "scipion_abinitrefine.cli", "run"], cmd

@@ -123,9 +123,11 @@ def test_kill_and_continue(tmp_path):
         it_killed = int(z["A__iteration"])
     again = subprocess.run(cmd, capture_output=True, text=True)  # without --continue: refuses, loses nothing
     assert again.returncode != 0 and "--continue" in again.stderr and ck.exists()
-    done = subprocess.run(cmd + ["--continue"], capture_output=True, text=True, timeout=600)
+    done = subprocess.run(cmd + ["--continue", "--keep-checkpoint"], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"continuing from checkpoint: iteration {it_killed}" in done.stdout
+    with np.load(ck) as z:  # kept when asked (removed by default: test_safety), and it is the final state
+        assert z["stage"].tobytes().decode() in ("final", "done")
     log = json.load(open(out / "log.json"))["iterations"]
     its = sorted(e["iteration"] for e in log if e["half"] == "A")
     assert its == list(range(len(its))) and its[-1] >= it_killed  # one continuous history

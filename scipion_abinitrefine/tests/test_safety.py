@@ -208,7 +208,7 @@ def test_two_jobs_in_one_directory(reference):
 def test_rerun_in_a_finished_directory_is_refused_unless_overwrite(reference, data, tmp_path, capsys):
     out = tmp_path / "done"
     shutil.copytree(reference["out"], out)
-    os.remove(out / "checkpoint.npz")
+    assert not (out / "checkpoint.npz").exists()  # a finished job removes its checkpoint
     before = checksums(out)
     rc, err = run_cli(["run", "--particles", data["star"], "--out", out] + TINY, capsys)
     assert_user_error(rc, err, "another job's outputs", "--overwrite")
