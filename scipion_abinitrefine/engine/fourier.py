@@ -41,8 +41,12 @@ def ift3c(F: np.ndarray) -> np.ndarray:
 
 def radial_index(shape) -> np.ndarray:
     """Distance (in frequency index units) of every voxel/pixel of a centred grid from its centre."""
-    grids = np.meshgrid(*[np.arange(n) - n // 2 for n in shape], indexing="ij")
-    return np.sqrt(sum(g.astype(np.float64) ** 2 for g in grids))
+    # broadcast 1-D squares (no full-size integer grids: a (512)^3 padded box would take GBs)
+    sq = 0.0
+    for ax, n in enumerate(shape):
+        g = (np.arange(n, dtype=np.float64) - n // 2) ** 2
+        sq = sq + g.reshape([-1 if i == ax else 1 for i in range(len(shape))])
+    return np.sqrt(sq)
 
 
 def half_plane_points(radius: float, rmin: float = 0.5) -> tuple[np.ndarray, np.ndarray]:

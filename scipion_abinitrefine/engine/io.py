@@ -69,6 +69,38 @@ def _as_stack(data: np.ndarray) -> np.ndarray:
     return data
 
 
+def _mapping_of(arr: np.ndarray):
+    """The mmap.mmap an array views (through its .base chain), or None."""
+    import mmap
+
+    b = arr
+    while b is not None and not isinstance(b, mmap.mmap):
+        b = getattr(b, "base", None) if not isinstance(b, memoryview) else b.obj
+    return b
+
+
+def release_pages(arr: np.ndarray, lo: int, hi: int) -> None:
+    """Drop the resident pages of images lo..hi-1 of a memory-mapped stack once they are copied out.
+
+    Read pages of a file mapping count in the process's resident memory until the kernel needs them back;
+    reading a whole 100k-particle set (the input scan, the epochs) would otherwise show the whole stack as
+    resident. They are clean file pages: dropping them loses nothing (a later read faults them back in from
+    the page cache)."""
+    import mmap
+
+    mm = _mapping_of(arr)
+    if mm is None or not hasattr(mm, "madvise") or hi <= lo:
+        return
+    base = np.frombuffer(mm, np.uint8).__array_interface__["data"][0]
+    a = arr[lo].__array_interface__["data"][0] - base
+    b = arr[hi - 1].__array_interface__["data"][0] - base + arr[0].nbytes
+    a -= a % mmap.PAGESIZE
+    try:
+        mm.madvise(mmap.MADV_DONTNEED, a, b - a)
+    except (OSError, ValueError):  # not worth failing a read for
+        pass
+
+
 def _stack_mmap(path: str) -> tuple[np.ndarray, float]:
     """Memory-mapped (n, y, x) data of an MRC file and its header voxel size (x) in A."""
     m = _open_mmap(path)
@@ -341,6 +373,7 @@ class ParticleSet:
                 block = stack[s_sorted]
             try:
                 out[grp[srt]] = block
+                release_pages(stack, int(s_sorted[0]), int(s_sorted[-1]) + 1)
             except (OSError, ValueError) as err:
                 raise ParticleInputError(
                     f"cannot read images from '{path}' ({err}): check the file.") from err

@@ -255,3 +255,33 @@ def test_open_stack_single_image(tmp_path):
     ps = io.read_star(_write30(tmp_path / "p.star", _cols30(1, rlnImageName=["one.mrc"])))
     assert ps.stack_index[0] == 0 and ps.box == 12
     np.testing.assert_array_equal(ps.read_images([0])[0], img)
+
+
+def test_reading_100k_images_keeps_memory_bounded(tmp_path):
+    """The input scan and random minibatches over a 100k-image memory-mapped stack (230 MB) leave the
+    process's resident memory bounded (read pages are released once copied: io.release_pages)."""
+    import mrcfile
+
+    from scipion_abinitrefine.engine import simulate
+
+    n, D = 100_000, 24
+    path = str(tmp_path / "big.mrcs")
+    with mrcfile.new_mmap(path, shape=(n, D, D), mrc_mode=2, overwrite=True) as m:
+        for s in range(0, n, 10_000):
+            m.data[s:s + 10_000] = np.random.default_rng(s).normal(size=(10_000, D, D)).astype(np.float32)
+    ps = io.ParticleSet(image_names=np.array([f"{i + 1:06d}@big.mrcs" for i in range(n)]),
+                        stack_paths=np.array([path] * n), stack_index=np.arange(n), apix=2.0, box=D,
+                        ctf=simulate.random_ctf(n, np.random.default_rng(0)))
+
+    def rss_mb():
+        return int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+    r0 = rss_mb()
+    assert len(ps.check_finite()) == 0
+    rng = np.random.default_rng(1)
+    for _ in range(100):
+        idx = rng.choice(n, 300, replace=False)
+        got = ps.read_images(idx)
+    assert rss_mb() - r0 < 64, rss_mb() - r0  # the stack itself is 230 MB
+    with mrcfile.mmap(path, mode="r") as m:  # and what was read is the file's content
+        np.testing.assert_array_equal(got, m.data[idx])
