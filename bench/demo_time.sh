@@ -14,6 +14,7 @@ PYTHONPATH="$wt" /usr/bin/time -f '%e %U %S %M' -o "$log.t" "$root/.venv/bin/pyt
     --out "$wt/demo_out" > "$log" 2>&1
 read -r wall user sys maxkb < "$log.t"
 line=$(grep '^demo:' "$log" | tail -1)
+cd "$root"  # out of the worktree before it goes (tools refuse a vanished working directory)
 git -C "$root" worktree remove --force "$wt"
 python3 - "$rev" "$wall" "$user" "$sys" "$maxkb" "$line" "$out" <<'PY'
 import json, sys

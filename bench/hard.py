@@ -128,6 +128,9 @@ def main():
     a = ap.parse_args()
     params = json.loads(a.params)
     if a.case:
+        from scipion_abinitrefine.engine import threads
+
+        threads.limit(0)  # what the command line sets up (engine/threads.py)
         shape, n, snr, seed, oracle = a.case.split(":")
         print(json.dumps(run_case(shape, int(n), float(snr), a.junk, int(seed), oracle == "1", a.realistic, params)))
         return
@@ -145,6 +148,8 @@ def main():
                             continue
                         r = json.loads(p.stdout.strip().splitlines()[-1])
                         r["params"] = {**JOB_PARAMS, **params}
+                        r["rev"] = subprocess.run(["git", "-C", os.path.dirname(os.path.abspath(__file__)), "rev-parse",
+                                                   "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
                         with open(a.out, "a") as f:
                             f.write(json.dumps(r) + "\n")
                         print(row(r), flush=True)

@@ -73,14 +73,16 @@ def one(box, res, iters, full_box):
 
 
 def table(rows):
-    print("=====  ======  =====  ======  ===========  ==========  ========  ========  =======")
-    print(" box   A/px   res A  radius  working box  s / iter    search s  update s  peak GB")
-    print("=====  ======  =====  ======  ===========  ==========  ========  ========  =======")
+    rule = "=====  ======  =====  ======  ===========  ==========  ========  ========  =======  ========"
+    print(rule)
+    print(" box   A/px   res A  radius  working box  s / iter    search s  update s  peak GB  revision")
+    print(rule)
     for r in rows:
         wb = "full" if r["full_box"] else str(r["working_box"])
         print(f"{r['box']:5d}  {r['apix']:6.2f}  {r['res_A']:5.1f}  {r['radius']:6.1f}  {wb:>11s}  "
-              f"{r['s_per_iter']:10.2f}  {r['search_s']:8.2f}  {r['update_s']:8.2f}  {r['peak_gb']:7.2f}")
-    print("=====  ======  =====  ======  ===========  ==========  ========  ========  =======")
+              f"{r['s_per_iter']:10.2f}  {r['search_s']:8.2f}  {r['update_s']:8.2f}  {r['peak_gb']:7.2f}  "
+              f"{r.get('rev', '3e1336d'):8s}")
+    print(rule)
 
 
 def main(argv=None):
@@ -113,6 +115,8 @@ def main(argv=None):
                 print(r.stderr[-2000:], file=sys.stderr)
                 continue
             row = json.loads(r.stdout.strip().splitlines()[-1])
+            row["rev"] = subprocess.run(["git", "-C", os.path.dirname(os.path.abspath(__file__)), "rev-parse",
+                                         "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
             with open(a.out, "a") as f:
                 f.write(json.dumps(row) + "\n")
             table([row])

@@ -164,12 +164,14 @@ class SGDRun:
         self.n_iters = params.init_iters + self.n_ramp + params.final_iters
         self.rng = np.random.default_rng(params.seed if rng_seed is None else rng_seed)
         self.searcher = PoseSearch(D, self.rp, params.max_shift_frac * D, params.top_k, self.be, params.pad)
-        # model state
+        # model state: the random start is drawn at the full box (the same draws for a seed as without the
+        # working box; drawn in the working box instead, 2 of 6 seeds of test_sgd's case failed against 1 of 6:
+        # random starts still decide some runs, docs/design.rst), then cropped
+        self._set_working_box(fourier.working_box(self.r_init, D))
         vol = random_initial_model(D, self.rp, self.r_init, self.rng)
         # No rescaling: the random start projects to well under 1% of the images' power at the initial
         # radius (box 64, SNR 0.01-0.05), so the first posteriors are broad and the first preconditioned
         # updates set the model's scale from the data.
-        self._set_working_box(fourier.working_box(self.r_init, D))
         self.set_model_volume(vol)
         Dp = params.pad * self.Dw
         self.H = np.zeros((Dp, Dp, Dp), np.float32)

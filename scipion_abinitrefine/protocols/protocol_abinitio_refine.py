@@ -189,6 +189,10 @@ class ProtAbInitioRefine(ProtRefine3D):
             args.append("--exclude-junk")
         return [str(a) for a in args]
 
+    def getGpuList(self):
+        """No GPUs when the form says CPU: a queue's submission (GPU_COUNT) then asks for none."""
+        return super().getGpuList() if self.usesGpu() else []
+
     def _getComputeArgs(self):
         threads = max(1, int(self.numberOfThreads.get() or 1))
         args = ["--threads", str(threads)]

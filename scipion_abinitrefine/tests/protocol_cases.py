@@ -10,6 +10,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 
@@ -129,6 +130,100 @@ def child_continue_args(prot_id):
     prot.gpuList.set("1")
     out["gpu_args"] = prot._getComputeArgs()
     return out
+
+
+SLURM_HOSTS = """[localhost]
+PARALLEL_COMMAND = mpirun -np %_(JOB_NODES)d --map-by node %_(COMMAND)s
+NAME = SLURM
+MANDATORY = 0
+SUBMIT_COMMAND = {bindir}/sbatch %_(JOB_SCRIPT)s
+CANCEL_COMMAND = scancel %_(JOB_ID)s
+CHECK_COMMAND = {bindir}/squeue %_(JOB_ID)s
+SUBMIT_TEMPLATE = #!/bin/bash
+    #SBATCH -J %_(JOB_NAME)s
+    #SBATCH -o %_(JOB_LOGS)s.out
+    #SBATCH -e %_(JOB_LOGS)s.err
+    #SBATCH -p %_(JOB_QUEUE)s
+    #SBATCH --ntasks=%_(JOB_NODES)d
+    #SBATCH --cpus-per-task=%_(JOB_THREADS)d
+    #SBATCH --mem=%_(JOB_MEMORY)s
+    #SBATCH --gres=gpu:%_(GPU_COUNT)d
+    %_(JOB_COMMAND)s
+QUEUES = {{"cpu": [["JOB_MEMORY", "4096", "Memory (MB)", "Memory the job may use"]]}}
+QUEUES_DEFAULT = {{"JOB_GPUS": "0"}}
+"""
+# Stands in for Slurm's sbatch: keeps the script it was given and runs it on this machine in the background,
+# as a one-node cluster would, answering like sbatch does.
+FAKE_SBATCH = """#!/bin/bash
+cp "$1" "$(dirname "$0")/submitted.job"
+nohup bash "$1" > "$(dirname "$0")/job.out" 2>&1 &
+echo $! > "$(dirname "$0")/job.pid"
+echo "Submitted batch job 4242"
+"""
+FAKE_SQUEUE = """#!/bin/bash
+kill -0 "$(cat "$(dirname "$0")/job.pid")" 2>/dev/null && echo "$1 R"
+exit 0
+"""
+
+
+def child_queue(bindir, tiny):
+    """The protocol through Scipion's queue system: a Slurm entry in hosts.conf, the submission script it
+    renders for 2 threads + 1 GPU (not run), and a CPU run submitted through a stand-in sbatch to the end."""
+    import stat
+
+    from pwem.protocols import ProtImportParticles
+    from pyworkflow.protocol import HostConfig
+
+    from scipion_abinitrefine.protocols import ProtAbInitioRefine
+    from scipion_abinitrefine.tests.scipion_env import load_project
+
+    hosts = os.environ["SCIPION_HOSTS"]
+    os.makedirs(bindir, exist_ok=True)
+    for name, text in (("sbatch", FAKE_SBATCH), ("squeue", FAKE_SQUEUE)):
+        exe = os.path.join(bindir, name)
+        with open(exe, "w") as f:
+            f.write(text)
+        os.chmod(exe, os.stat(exe).st_mode | stat.S_IEXEC)
+    with open(hosts, "w") as f:
+        f.write(SLURM_HOSTS.format(bindir=bindir))
+    try:
+        project = load_project(PROJECT)
+        imp = [p for p in project.getRuns() if isinstance(p, ProtImportParticles)][0]
+
+        def new(**kw):
+            prot = project.newProtocol(ProtAbInitioRefine, **kw)
+            prot.inputParticles.set(imp)
+            prot.inputParticles.setExtended("outputParticles")
+            prot._useQueue.set(True)
+            prot.setQueueParams(["cpu", {"JOB_MEMORY": "4096"}])
+            return prot
+
+        host = project.getHostConfig("localhost")
+        gpu = new(**dict(tiny, numberOfThreads=2, useGpu=True, gpuList="1"))
+        project.saveProtocol(gpu)
+        d = dict(host.getQueuesDefault())
+        d.update(gpu.getSubmitDict())
+        d["JOB_COMMAND"] = "COMMAND"
+        rendered = host.getSubmitTemplate() % d
+        prot = new(objLabel="ab-initio through the queue", **tiny)
+        project.launchProtocol(prot)  # submitted: returns at once, the job runs on the "node"
+        t0 = time.time()
+        while time.time() - t0 < 420:  # the job writes its own run.db; the project copies it in on update
+            time.sleep(1.0)
+            project._updateProtocol(prot)  # what the GUI's refresh does
+            if not prot.isActive():
+                break
+        if not prot.isFinished():
+            logs = [open(f).read()[-3000:] for f in (prot.getStdoutLog(), os.path.join(bindir, "job.out"))
+                    if os.path.exists(f)]
+            raise RuntimeError(f"queued run ended {prot.getStatus()}: {prot.getErrorMessage()}\n" + "\n".join(logs))
+        with open(os.path.join(bindir, "submitted.job")) as f:
+            submitted = f.read()
+        return dict(rendered=rendered, submitted=submitted, job_ids=[str(j) for j in prot.getJobIds()],
+                    outputs=sorted(k for k, _ in prot.iterOutputAttributes()),
+                    job_dir=os.path.abspath(prot._getExtraPath()))
+    finally:
+        HostConfig.writeBasic(hosts)
 
 
 def child_read(prot_id):
@@ -271,3 +366,15 @@ def check_continue_args(res):
     assert "--continue" not in res["resume_without_checkpoint"]
     gpu = res["gpu_args"]
     assert gpu[gpu.index("--backend") + 1] == "auto" and gpu[gpu.index("--gpu") + 1] == "1"
+
+
+def check_queue(res, tiny):
+    """The submission requests what the form asked for and the queued run produced the outputs."""
+    r = res["rendered"]
+    assert "#SBATCH --cpus-per-task=2" in r and "#SBATCH --gres=gpu:1" in r and "#SBATCH -p cpu" in r, r
+    assert "#SBATCH --mem=4096" in r, r
+    s = res["submitted"]
+    assert "pw_protocol_run.py" in s and f"#SBATCH --cpus-per-task={tiny['numberOfThreads']}" in s, s
+    assert "#SBATCH --gres=gpu:0" in s, s  # a CPU run asks for no GPU
+    assert res["job_ids"] == ["4242"], res["job_ids"]
+    assert {"outputParticles", "outputVolume", "outputFSC"} <= set(res["outputs"]), res["outputs"]

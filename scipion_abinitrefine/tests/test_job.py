@@ -145,10 +145,11 @@ def test_pure_noise_stays_uncorrelated(tmp_path):
     fb = table["fsc_corrected"][beyond]
     assert fb.mean() < 0.15 and fb.max() < 0.35, fb  # shared structure gives ~0.5 and more across the band
     assert res["verdict"] == "failed"  # and the job says so
-    # the 0.143 crossing may interpolate into shell 7 (18.3 A: radii 6.5-7.5 px), which straddles the
-    # alignment limit (6.4 px) and carries what the alignment matched (measured 0.16 there, 17.7 A); the
-    # next shell is fully independent
-    assert res["resolution_A"] > 16.0
+    # the 0.143 crossing may fall a shell or two past the alignment limit (6.4 px, 20 A): the soft mask spreads
+    # the aligned shells' agreement to their neighbours, and a shell's sigma is ~0.07 (measured crossings
+    # 17.7 A and 15.4 A in two draws); halves sharing a model cross near Nyquist (8 A)
+    assert res["resolution_A"] > 14.0
+    assert not (tmp_path / "out" / "checkpoint.npz").exists()  # a finished job removes its checkpoint
     assert res["verdict"] == "failed", res["convergence"]  # and the job warns that nothing converged
 
 

@@ -185,9 +185,10 @@ def test_fsc_command_validates_its_maps(tmp_path, capsys):
 
 @pytest.fixture(scope="module")
 def reference(data):
-    """An uninterrupted job; while it runs, a second job in its directory is refused."""
+    """An uninterrupted job; while it runs, a second job in its directory is refused. It keeps its checkpoint
+    (--keep-checkpoint) for the continuation tests below."""
     out = data["root"] / "ref"
-    cmd = CLI + ["run", "--particles", data["star"], "--out", str(out)] + TINY
+    cmd = CLI + ["run", "--particles", data["star"], "--out", str(out), "--keep-checkpoint"] + TINY
     first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     t0 = time.time()
     while not (out / outdir.LOCK).exists() and time.time() - t0 < 120 and first.poll() is None:
@@ -203,12 +204,13 @@ def test_two_jobs_in_one_directory(reference):
     assert_user_error(second.returncode, second.stderr, "another job (pid")
     res = json.load(open(reference["out"] / "result.json"))  # the first job's complete set
     assert res["n_used"] > 0 and not (reference["out"] / outdir.LOCK).exists()
+    assert (reference["out"] / outdir.CHECKPOINT).exists()  # kept when asked
 
 
 def test_rerun_in_a_finished_directory_is_refused_unless_overwrite(reference, data, tmp_path, capsys):
     out = tmp_path / "done"
     shutil.copytree(reference["out"], out)
-    assert not (out / "checkpoint.npz").exists()  # a finished job removes its checkpoint
+    os.remove(out / "checkpoint.npz")
     before = checksums(out)
     rc, err = run_cli(["run", "--particles", data["star"], "--out", out] + TINY, capsys)
     assert_user_error(rc, err, "another job's outputs", "--overwrite")

@@ -50,6 +50,15 @@ def test_volume_half_maps_and_fsc(refined):
     C.check_volume_and_fsc(refined[1])
 
 
+def test_queue_submission_requests_the_form_resources_and_runs(refined):
+    """Scipion's queue path (hosts.conf with a Slurm template): the rendered script asks for the form's threads
+    and GPUs, and a run submitted through it (a stand-in sbatch that runs the script here) finishes."""
+    _, _, root = refined
+    res = run_child(f"{CASES}:child_queue", root / "scipion", dict(bindir=str(root / "queue_bin"), tiny=C.TINY),
+                    timeout=540)
+    C.check_queue(res, C.TINY)
+
+
 def test_continue_passes_the_checkpoint_to_the_job(refined):
     """Last in this file: restart mode removes the finished job's folder (a restarted job starts afresh)."""
     run, _, root = refined
