@@ -60,5 +60,30 @@ def main(path):
     return coef
 
 
+# Assumed H200 rates relative to this 2-core machine (not measured: no GPU lent yet): the level-0 product
+# at 25 TFLOP/s (cuBLAS SGEMM, ~40% of the fp32 peak); every other term memory- or latency-bound, at 100x
+# the 2-core rate (4.8 TB/s HBM against ~40 GB/s effective here, less for the small launches).
+GPU_GEMM_FLOPS = 25e12
+GPU_OTHER_SPEEDUP = 100.0
+
+
+def project(coef, box=256, res=3.0, n_particles=100_000, n_iters=600, final_batch=128):
+    """Predicted time of a job: n_iters SGD iterations per half (the schedule's ramp to res) + the final pass
+    (every particle searched once at the maximum resolution with the final beam of 32)."""
+    from scipion_abinitrefine.engine import fourier
+
+    r = min(box / res, box / 2 - 1)  # box 256 at 1 A/px: 3 A is radius 85
+    Dw = fourier.working_box(r, box)
+    it = counts(box, r, Dw)
+    fin = counts(box, r, Dw, B=final_batch, K=32, M=0) * (n_particles / 2 / final_batch)
+    cpu = lambda c: float(c @ coef)  # noqa: E731
+    gpu = lambda c: c[0] / GPU_GEMM_FLOPS + float(c[1:] @ coef[1:]) / GPU_OTHER_SPEEDUP  # noqa: E731
+    for name, f in (("2 CPU cores (fitted)", cpu), ("one H200 (assumed rates)", gpu)):
+        t_it, t_fin = f(it), f(fin)
+        total = 2 * (n_iters * t_it + t_fin)
+        print(f"{name}: {t_it:.2f} s per iteration at {res:g} A (working box {Dw}), final pass {t_fin / 3600:.2f} h "
+              f"per half; {n_iters} iterations x 2 halves + final passes = {total / 3600:.1f} h")
+
+
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "bench/results/scale.jsonl")
+    project(main(sys.argv[1] if len(sys.argv) > 1 else "bench/results/scale.jsonl"))

@@ -157,7 +157,7 @@ def cmd_demo(args):
     data = os.path.join(args.out, "data")
     star = _simulate(data, args.n, DEMO["box"], DEMO["apix"], args.snr, 0)
     p = JobParams(**DEMO_PARAMS, backend=args.backend)
-    print("running homogeneous ab-initio refinement on the demo set (CPU on 2 cores: ~25 min)")
+    print("running homogeneous ab-initio refinement on the demo set (CPU on 2 cores: ~10 min)")
     resume = args.continue_ and os.path.exists(os.path.join(args.out, "job", "checkpoint.npz"))
     # the demo regenerates its data: a rerun replaces its previous job unless continuing it
     res = run_job(star, os.path.join(args.out, "job"), p, resume=resume, overwrite=not resume)
