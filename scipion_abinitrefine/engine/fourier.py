@@ -78,15 +78,10 @@ def image_points(img: np.ndarray, kx, ky) -> np.ndarray:
     pixel D//2 is the origin) as the sign (-1)^(kx + ky). complex64 (n, m)."""
     D = img.shape[-1]
     F = sfft.rfft2(np.asarray(img, np.float32), workers=_WORKERS)
-    kx = np.asarray(kx)
-    ky = np.asarray(ky)
-    sign = np.where((kx + ky) % 2, -1.0, 1.0).astype(np.float32) if D % 2 == 0 else None
-    out = F[:, ky % D, kx]
-    if sign is None:  # odd box: the centre's phase is not a sign
-        out = out * np.exp(2j * np.pi * (kx + ky) * (D // 2) / D).astype(np.complex64)
-    else:
-        out *= sign
-    return out.astype(np.complex64, copy=False)
+    k = np.asarray(kx) + np.asarray(ky)
+    # the centre's phase exp(2 pi i k (D//2) / D): exactly (-1)^k for an even box
+    ph = np.where(k % 2, -1.0, 1.0) if D % 2 == 0 else np.exp(2j * np.pi * k * (D // 2) / D)
+    return (F[:, np.asarray(ky) % D, kx] * ph.astype(F.dtype)).astype(np.complex64, copy=False)
 
 
 def gather_points(F2: np.ndarray, kx, ky) -> np.ndarray:
@@ -125,14 +120,7 @@ def resample_volume(vol: np.ndarray, new_box: int) -> np.ndarray:
     D = vol.shape[0]
     if new_box == D:
         return np.asarray(vol, np.float32).copy()
-    F = ft3c(np.asarray(vol, np.float32))
-    if new_box < D:
-        a = D // 2 - new_box // 2
-        G = F[a:a + new_box, a:a + new_box, a:a + new_box]
-    else:
-        G = np.zeros((new_box,) * 3, np.complex64)
-        a = new_box // 2 - D // 2
-        G[a:a + D, a:a + D, a:a + D] = F
+    G = embed_centred(ft3c(np.asarray(vol, np.float32)), new_box)
     return (ift3c(G).real * (new_box / D) ** 3).astype(np.float32)
 
 

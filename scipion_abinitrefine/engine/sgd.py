@@ -199,7 +199,8 @@ class SGDRun:
         D, pad = self.box, self.p.pad
         self.Dw = int(Dw)
         Dp = pad * self.Dw
-        self._rshell_grid = fourier.radial_index((Dp, Dp, Dp)) / pad
+        # shell of every padded voxel (capped at the box): the update's per-shell regulariser, every iteration
+        self._shells = np.minimum(np.rint(fourier.radial_index((Dp, Dp, Dp)) / pad).astype(np.int64), D)
         f = self.Dw / D  # working voxels per full-box voxel
         self.window = fourier.soft_edge(fourier.radial_index((self.Dw,) * 3), self.rp * f,
                                         max(1.0, max(2.0, 0.08 * D) * f))
@@ -406,7 +407,7 @@ class SGDRun:
         self.H *= (1.0 - lr)
         self.H += Wv
         # per-shell regulariser: a small fraction of the shell's mean curvature (scale-free)
-        shells = np.minimum(np.rint(self._rshell_grid).astype(np.int64), self.box)
+        shells = self._shells
         hsum = np.bincount(shells.ravel(), weights=self.H.ravel(), minlength=self.box + 1)
         hcnt = np.bincount(shells.ravel(), weights=(self.H > 0).ravel().astype(np.float64),
                            minlength=self.box + 1)
