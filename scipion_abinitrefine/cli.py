@@ -23,6 +23,9 @@ RUN_OPTIONS = [
     ("--lr-duration", "lr_duration", int, "Iterations at the initial learning rate"),
     ("--target-ess", "target_ess_fraction", float, "Target 3D ESS fraction"),
     ("--seed", "seed", int, "Random seed (split, order, initial models)"),
+    ("--starts", "n_starts", int, "Random starts per half: each runs the initial iterations and the start of "
+                                  "the resolution ramp, the one that explains the half's images best goes on "
+                                  "(1 = no choice)"),
     ("--align-res", "align_res_A", float, "Half-map alignment resolution (A), never finer than this"),
     ("--align-every", "align_every", int, "Iterations between half-map alignments"),
     ("--mask-diameter", "mask_diameter_A", float, "Window / mask diameter (A), 0 = auto"),

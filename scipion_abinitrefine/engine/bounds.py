@@ -32,6 +32,7 @@ BOUNDS: dict[str, tuple[str, float | None, float | None, bool, str]] = {
     "n_samples": ("Pose samples per image", 0, None, False, "0 = best poses only, e.g. 32"),
     "noise_prior_images": ("Noise model prior weight (images)", 0, None, False, "e.g. 50"),
     "pad": ("Padding factor", 1, 4, False, "2"),
+    "n_starts": ("Random starts per half", 1, None, False, "e.g. 3; 1 = one start, no choice"),
     "seed": ("Random seed", 0, None, False, "a non-negative integer"),
     "align_res_A": ("Half-map alignment resolution (A)", 0, None, True, "e.g. 20"),
     "align_every": ("Iterations between half-map alignments", 0, None, False, "0 = only at the end, e.g. 50"),

@@ -26,6 +26,13 @@ FIRST_CHECKPOINT_ITER = 3  # a checkpoint this early, then every checkpoint_minu
 MIN_PER_HALF = 20  # fewer particles in a half give no meaningful FSC: refused
 FEW_PER_HALF = 1000  # fewer: a warning (resolution and the verdict are weakly determined)
 MAX_CONSTANT_FRACTION = 0.01  # constant (e.g. all-zero) images beyond this fraction: refused
+# Random starts compete until the Fourier radius has grown this much past the initial one. At the initial
+# radius they cannot be told apart: on the demo phantom at SNR 0.01 (20 A start, 4 starts of one half) the
+# start that converged and the ones that stayed stuck scored within 0.1 of each other at 20 A (the stuck
+# original best); at 1.3 x the radius (15 A) the good one led by 0.14 per image and kept leading.
+START_SELECT_GROWTH = 1.3
+# images of a half that score the random starts (the same images for every start: paired differences)
+START_SCORE_IMAGES = 1000
 
 
 # A half-map alignment that changes the hand or turns B by more than two base-grid steps (30 deg) is applied
@@ -89,6 +96,10 @@ class JobParams(SGDParams):
     exclude_junk: bool = False
     # the checkpoint (two working-box models and curvatures, poses) is removed once result.json is written
     keep_checkpoint: bool = False
+    # random starts per half: each runs the initial iterations and the start of the resolution ramp, then the
+    # one whose model explains the half's images best (mean log marginal likelihood ratio on a fixed subset)
+    # goes on; 1 = no choice
+    n_starts: int = 4
 
     def sgd_params(self) -> SGDParams:
         names = {f.name for f in fields(SGDParams)}
@@ -117,6 +128,12 @@ def validate(params: JobParams, ps) -> None:
     if n_use // 2 < params.final_minibatch:
         raise JobInputError(f"each half gets {n_use // 2} particles, fewer than the final minibatch size "
                             f"{params.final_minibatch}: lower the minibatch sizes or use more particles")
+
+
+def start_seed(seed: int, half: int, start: int) -> int:
+    """The random stream of start ``start`` of half ``half`` (0/1); start 0 keeps the single-start stream."""
+    key = [seed, half + 1] if start == 0 else [seed, half + 1, start]
+    return int(np.random.SeedSequence(key).generate_state(1)[0])
 
 
 def split_halves(n: int, seed: int, micrographs=None) -> np.ndarray:
@@ -163,13 +180,17 @@ class Job:
         self.used = choose_used(self.half, params.num_particles, params.seed)
         sp = params.sgd_params()
         self.runs = {}
+        self.candidates = {}  # every random start of each half while they compete (stage "explore")
         for k, (name, h) in enumerate((("A", 1), ("B", 2))):
             idx = np.flatnonzero(self.used & (self.half == h))
-            # independent random starts: different seeds per half
-            self.runs[name] = SGDRun(ps, idx, sp, backend=params.backend, name=name,
-                                     rng_seed=int(np.random.SeedSequence([params.seed, k + 1]).generate_state(1)[0]))
+            # independent random starts: different seeds per half and per start
+            self.candidates[name] = [SGDRun(ps, idx, sp, backend=params.backend, name=name,
+                                            rng_seed=start_seed(params.seed, k, j), start=j)
+                                     for j in range(max(1, params.n_starts))]
+            self.runs[name] = self.candidates[name][0]
         self.alignments = []
-        self.stage = "sgd"
+        self.starts = {}  # per half: every start's score and the one kept
+        self.stage = "explore" if params.n_starts > 1 else "sgd"
         self.stop_signal = None  # set by SIGINT/SIGTERM: stop after the current iteration
 
     # ------------------------------------------------------------------------------ checkpoint
@@ -177,9 +198,10 @@ class Job:
         st = {"params": np.frombuffer(json.dumps(asdict(self.p)).encode(), np.uint8),
               "fingerprint": np.frombuffer(particles_fingerprint(self.ps).encode(), np.uint8),
               "stage": np.frombuffer(self.stage.encode(), np.uint8),
-              "log": np.frombuffer(json.dumps(self.full_log()).encode(), np.uint8),
-              "alignments": np.frombuffer(json.dumps(self.alignments).encode(), np.uint8)}
-        for name, run in self.runs.items():
+              "log": np.frombuffer(json.dumps(self.full_log(all_starts=True)).encode(), np.uint8),
+              "alignments": np.frombuffer(json.dumps(self.alignments).encode(), np.uint8),
+              "starts": np.frombuffer(json.dumps(self.starts).encode(), np.uint8)}
+        for name, run in self._all_runs():
             for k, v in run.state_dict().items():
                 st[f"{name}__{k}"] = np.asarray(v if v is not None else np.nan)
         with outdir.atomic(self.ckpt) as tmp:  # a kill or a full disk during the write keeps the previous one
@@ -207,13 +229,57 @@ class Job:
                          "results)")
             self.stage = z["stage"].tobytes().decode()
             self.alignments = json.loads(z["alignments"].tobytes().decode())
+            self.starts = json.loads(z["starts"].tobytes().decode()) if "starts" in z.files else {}
+            if self.stage != "explore":  # the competing starts were decided before this checkpoint
+                for name, run in self.runs.items():
+                    run.start = self.starts.get(name, {}).get("kept", 0)
+                self.candidates = {name: [run] for name, run in self.runs.items()}
             log = json.loads(z["log"].tobytes().decode())
-            for name, run in self.runs.items():
+            for name, run in self._all_runs():
                 run.load_state({k.split("__", 1)[1]: z[k] for k in z.files if k.startswith(name + "__")})
-                run.log = [e for e in log if e.get("half") == name]
+                run.log = [e for e in log if e.get("half") == run.name and e.get("start", 0) == run.start]
 
-    def full_log(self):
-        return sorted(self.runs["A"].log + self.runs["B"].log, key=lambda e: (e["iteration"], e["half"]))
+    def full_log(self, all_starts: bool = False):
+        runs = [r for _, r in self._all_runs()] if all_starts else [self.runs["A"], self.runs["B"]]
+        return sorted(sum((r.log for r in runs), []), key=lambda e: (e["iteration"], e["half"], e.get("start", 0)))
+
+    def _all_runs(self):
+        """(checkpoint prefix, run) of every live run: the kept one as A/B, competing starts as A1, A2, ..."""
+        for name, runs in self.candidates.items():
+            for j, run in enumerate(runs):
+                yield (name if j == 0 else f"{name}{j}"), run
+
+    # ------------------------------------------------------------------------------ random starts
+    def starts_decidable(self) -> bool:
+        """The radius has grown far enough past the initial one (or reached the maximum) to tell starts apart."""
+        run = self.runs["A"]
+        r = run.radius_at(run.iteration)
+        return run.iteration >= self.p.init_iters and r >= min(run.r_max, START_SELECT_GROWTH * run.r_init)
+
+    def choose_starts(self):
+        """Keep, per half, the random start whose model best explains the half's images.
+
+        Score: mean log marginal likelihood ratio (model against noise alone, poses marginalised at T = 1)
+        of the same fixed subset of the half's images under every start's model at the current radius, with
+        one noise model (the starts' per-shell mean) so that the scores compare. Nothing from the other half
+        enters: each half chooses on its own images.
+        """
+        for k, name in enumerate(("A", "B")):
+            runs = self.candidates[name]
+            if len(runs) == 1:
+                continue
+            lead = runs[0]
+            rng = np.random.default_rng(np.random.SeedSequence([self.p.seed, k + 1, 0x5C0E]))
+            sel = np.sort(rng.permutation(len(lead.idx))[:min(START_SCORE_IMAGES, len(lead.idx))])
+            s2 = np.mean([r.s2_shell for r in runs], axis=0)
+            scores = [r.mean_evidence(sel, s2) for r in runs]
+            best = int(np.argmax(scores))
+            self.runs[name] = runs[best]
+            self.candidates[name] = [runs[best]]
+            self.starts[name] = dict(scores=[float(x) for x in scores], kept=best, iteration=int(lead.iteration),
+                                     images=int(len(sel)))
+            self.say(f"  half {name}: {len(runs)} random starts, log-likelihood gain per image "
+                     f"{', '.join(f'{x:.3f}' for x in scores)}: kept start {best + 1}")
 
     # ------------------------------------------------------------------------------ alignment
     def align_halves(self):
@@ -262,7 +328,11 @@ class Job:
         t_start = time.time()
         n_tot = max(A.n_iters, B.n_iters)
         while not (A.done and B.done):
-            for run in (A, B):
+            if self.stage == "explore" and self.starts_decidable():
+                self.choose_starts()
+                A, B = self.runs["A"], self.runs["B"]
+                self.stage = "sgd"
+            for _, run in self._all_runs():
                 if not run.done:
                     e = run.step()
             it = A.iteration
@@ -271,7 +341,8 @@ class Job:
                 self.say(f"iter {it:5d}/{n_tot}  res {e['resolution_A']:6.2f} A  minibatch {e['minibatch']:4d}  "
                          f"ESS A {A.log[-1]['ess']:7.1f} B {B.log[-1]['ess']:7.1f}  lr {e['lr']:.3f}  "
                          f"seen {A.seen.sum() + B.seen.sum()}  {el:7.1f} s  ETA {_eta(A):>8s}", flush=True)
-            if self.p.align_every > 0 and it >= self.p.init_iters and it % self.p.align_every == 0:
+            if self.p.align_every > 0 and it >= self.p.init_iters and it % self.p.align_every == 0 \
+                    and self.stage != "explore":  # no alignment of halves that are not chosen yet
                 self.align_halves()
             if self.stop_signal is not None:
                 self.save()
@@ -279,6 +350,9 @@ class Job:
             if it == FIRST_CHECKPOINT_ITER or time.time() - last_ckpt > 60 * self.p.checkpoint_minutes:
                 self.save()
                 last_ckpt = time.time()
+        if self.stage == "explore":  # a schedule shorter than its initial iterations
+            self.choose_starts()
+            self.stage = "sgd"
         self.align_halves()
         self.stage = "final"
         self.save()
@@ -343,7 +417,7 @@ class Job:
         result = dict(resolution_A=float(gs["resolution"]), n_used=int(len(used)), n_unused=int(len(unused)),
                       n_half_A=int(np.sum(self.half[used] == 1)), n_half_B=int(np.sum(self.half[used] == 2)),
                       apix=float(apix), box=int(self.ps.box), iterations=int(A.iteration),
-                      verdict=vd["verdict"], convergence=vd, params=asdict(self.p))
+                      verdict=vd["verdict"], convergence=vd, starts=self.starts, params=asdict(self.p))
         with outdir.atomic(os.path.join(self.out, outdir.RESULT)) as tmp, open(tmp, "w") as f:  # last: the manifest
             json.dump(result, f, indent=1)
         self.stage = "done"

@@ -148,8 +148,9 @@ class SGDRun:
     """State and iterations of one half's SGD reconstruction (checkpointable)."""
 
     def __init__(self, particles, idx: np.ndarray, params: SGDParams, backend="cpu", name="A",
-                 rng_seed: int | None = None):
+                 rng_seed: int | None = None, start: int = 0):
         self.p = params
+        self.start = start  # which of the job's random starts of this half (log entries carry it)
         self.data = particles
         self.idx = np.asarray(idx, dtype=np.int64)  # particle indices (into `particles`) of this half
         self.name = name
@@ -347,13 +348,27 @@ class SGDRun:
         self._apply_update(Bv, Wv, lr, r)
         t2 = time.time()
         self.iteration += 1
-        entry = dict(half=self.name, iteration=it, radius=float(r),
+        entry = dict(half=self.name, start=self.start, iteration=it, radius=float(r),
                      resolution_A=float(self.box * self.apix / r),
                      minibatch=int(len(sel)), ess=float(np.median(res.ess)), temperature=float(T),
                      lr=float(lr), seen=int(self.seen.sum()), t_search=t1 - t0, t_update=t2 - t1,
                      seconds=t2 - t0)
         self.log.append(entry)
         return entry
+
+    def mean_evidence(self, sel: np.ndarray, s2_shell: np.ndarray, batch: int = 250) -> float:
+        """Mean log marginal likelihood ratio (model against noise alone; poses marginalised, T = 1) of the
+        images ``sel`` (local indices) at the current radius, with the per-shell noise ``s2_shell``: the
+        score that compares random starts of one half on the same images."""
+        r = self.radius_at(max(self.iteration - 1, 0))
+        G = self.be.asarray(self.G)
+        total = 0.0
+        for a in range(0, len(sel), batch):
+            X, C, m = self.batch_points(sel[a:a + batch], r)
+            s2 = s2_shell[self.shell[:m]].astype(np.float32)
+            res = self.searcher.search(G, X, C, s2, self.kx[:m], self.ky[:m], r, n_keep=1, n_samples=0)
+            total += float(np.sum(res.evidence))
+        return total / max(len(sel), 1)
 
     def _remember(self, sel, res):
         """Best pose and scores of images ``sel`` from their latest search."""

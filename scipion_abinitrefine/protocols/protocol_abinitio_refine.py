@@ -100,6 +100,14 @@ class ProtAbInitioRefine(ProtRefine3D):
                       help="Poses drawn per image from the coarse posterior, beyond the best ones, so that the "
                            "update marginalises over poses while the posterior is broad (low SNR, low "
                            "resolution). 0 = best poses only (fails on low-SNR data).")
+        form.addParam("numStarts", params.IntParam, default=C.DEFAULT_N_STARTS, expertLevel=LEVEL_ADVANCED,
+                      label="Random starts per half",
+                      help="Each half-set runs this many random initial models through the initial iterations "
+                           "and the start of the resolution ramp (to 1.3 x the initial Fourier radius); the one "
+                           "whose model explains the half's images best (likelihood against noise alone, on the "
+                           "same images) goes on. On low-SNR data some random starts stay stuck at low "
+                           "resolution where others converge. Each extra start costs those iterations once more. "
+                           "1 = one start.")
         form.addParam("junkWeighting", params.BooleanParam, default=True, expertLevel=LEVEL_ADVANCED,
                       label="Down-weight junk?",
                       help="Weight each image by the probability that the model, rather than noise alone, "
@@ -180,6 +188,7 @@ class ProtAbInitioRefine(ProtRefine3D):
             "--align-every", self.alignEvery.get(),
             "--mask-diameter", self.maskDiameter.get() or 0.0,
             "--pose-samples", self.poseSamples.get(),
+            "--starts", self.numStarts.get(),
         ]
         if self.splitByMicrograph:
             args.append("--split-by-micrograph")

@@ -139,7 +139,7 @@ def check_gui(res):
     assert "AbInitioRefineViewer" in res["viewers"], res["viewers"]
     # form: every CryoSPARC-named parameter has a widget, and the wizards are attached to theirs
     for p in ("inputParticles", "numParticles", "maxRes", "initRes", "initMinibatch", "finalMinibatch",
-              "initIters", "finalIters", "radiusStep", "targetESS", "symmetry", "maskDiameter", "alignRes",
+              "initIters", "finalIters", "radiusStep", "targetESS", "symmetry", "maskDiameter", "alignRes", "numStarts",
               "numberOfThreads"):
         assert p in res["form_params"], (p, res["form_params"])
     assert res["gpu_widgets"]  # the hidden useGpu/gpuList params give the form's GPU controls
