@@ -14,3 +14,7 @@ $PY bench/hard.py --shape compact --snr 0.01 --n 10000 --seeds 1
 $PY bench/peers.py --shape demo --snr 0.01 --n 10000 --seeds 0 --relion-iters 25 100 25
 $PY bench/hard.py --shape flat --snr 0.01 --n 10000 --seeds 1 --junk 0.2 --realistic
 $PY bench/hard.py --shape elongated --snr 0.01 --n 10000 --seeds 2
+# session 4 (seeds at one revision, single random start: --params '{"n_starts": 1}' reproduces it now)
+$PY bench/hard.py --shape demo --snr 0.01 --n 10000 --seeds 0 1 2 3 4 --params '{"n_starts": 1}'
+# session 5: four random starts per half (the default), the same five seeds
+$PY bench/hard.py --shape demo --snr 0.01 --n 10000 --seeds 4 0 1 2 3

@@ -506,6 +506,6 @@ def run_job(particles, out_dir: str, params: JobParams, resume: bool = False, lo
             job.load()
             log(f"continuing from checkpoint: iteration {job.runs['A'].iteration}, stage {job.stage}")
         with _StopOnSignals(job):
-            if job.stage == "sgd":
+            if job.stage in ("explore", "sgd"):  # competing random starts, then one per half
                 job.run_sgd()
             return job.finish()

@@ -407,6 +407,10 @@ class ProtAbInitioRefine(ProtRefine3D):
             conv = result.get("convergence")
             if conv:  # did the independent halves find the same structure?
                 summary.append(conv["message"])
+            for half, st in sorted((result.get("starts") or {}).items()):  # which random start each half kept
+                gains = ", ".join(f"{x:.3f}" for x in st["scores"])
+                summary.append(f"Half {half}: kept random start {st['kept'] + 1} of {len(st['scores'])} "
+                               f"(log-likelihood gain per image {gains})")
         summary.append(f"Maximum resolution {self.maxRes.get():g} A, initial {self.initRes.get():g} A, half-maps "
                        f"aligned up to {self.alignRes.get():g} A")
         return summary
@@ -418,7 +422,8 @@ class ProtAbInitioRefine(ProtRefine3D):
         res = f" to {result['resolution_A']:.2f} A" if result else ""
         return [f"An initial 3D map was obtained{res} from {self.getObjectTag('inputParticles')} by homogeneous "
                 "ab-initio refinement (stochastic gradient descent from random starts as in CryoSPARC "
-                "[Punjani2017], run independently on two random half-sets that were aligned to each other only "
+                f"[Punjani2017], {self.numStarts.get()} per half with the most likely kept, run independently on two "
+                "random half-sets that were aligned to each other only "
                 f"below {self.alignRes.get():g} A). The resolution was estimated by the gold-standard FSC at 0.143 "
                 "with phase-randomisation correction [Chen2013]."]
 
