@@ -37,7 +37,8 @@ def truth_metrics(vol, truth_vol, apix):
 
 
 def run_case(mode, n, box, snr, apix=2.0):
-    from scipion_abinitrefine.engine import metrics, sgd, simulate, so3
+    from scipion_abinitrefine.engine import sgd, simulate, so3
+    from scipion_abinitrefine.testing import metrics, sources
 
     truth_vol = simulate.make_phantom(box, apix)
     images, truth = simulate.simulate_particles(truth_vol, n, apix, snr=snr, seed=11)
@@ -45,7 +46,7 @@ def run_case(mode, n, box, snr, apix=2.0):
     out = dict(mode=mode, n=n, box=box, apix=apix, snr=snr)
     t0 = time.time()
     if mode == "sgd":
-        data = sgd.ArrayParticles(images, truth["ctf"], apix)
+        data = sources.ArrayParticles(images, truth["ctf"], apix)
         run = sgd.SGDRun(data, np.arange(n), sgd.SGDParams(**SGD_PARAMS))
         while not run.done:
             run.step()

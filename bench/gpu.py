@@ -87,7 +87,7 @@ def _rel(got, ref):
 
 def check(be) -> dict:
     """Both kernels through the backend against the references: box 16 padded 32 (edge clipped) and 24/48."""
-    from scipion_abinitrefine.engine import kernels_ref
+    from scipion_abinitrefine.testing import kernels_ref
 
     out = {}
     rng = np.random.default_rng(0)
@@ -207,11 +207,12 @@ def iteration_timings(be, box: int, minibatch: int, reps: int, seed: int = 0) ->
     start measures it; the first iteration is a warm-up (numba compile, temperature and noise set-up).
     """
     from scipion_abinitrefine.engine import sgd, simulate
+    from scipion_abinitrefine.testing import sources
 
     apix = 1.0
     vol = simulate.make_phantom(box, apix)
     images, truth = simulate.simulate_particles(vol, minibatch, apix, snr=0.05, seed=seed)
-    data = sgd.ArrayParticles(images, truth["ctf"], apix)
+    data = sources.ArrayParticles(images, truth["ctf"], apix)
     p = sgd.SGDParams(max_res_A=2.5 * apix, init_minibatch=minibatch, final_minibatch=minibatch, seed=seed)
     run = sgd.SGDRun(data, np.arange(len(images)), p, backend=be)
     run.iteration = max(0, run.n_iters - reps - 1)  # final radius and minibatch

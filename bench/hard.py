@@ -47,7 +47,8 @@ def simulate_case(d, shape, n, snr, junk, seed, realistic, box=64, apix=2.0):
 
 def truth_scores(vol, ps, truth_vol, t, apix):
     """FSC of ``vol`` to the truth (aligned, both hands, masked) and the good particles' pose errors."""
-    from scipion_abinitrefine.engine import align, fsc, metrics, so3
+    from scipion_abinitrefine.engine import align, fsc, so3
+    from scipion_abinitrefine.testing import metrics
 
     aln = align.align_maps(truth_vol, vol, apix, max_res_A=15.0, hands=True)
     curve = fsc.fsc_curve(align.transform_map(vol, aln), truth_vol, fsc.soft_auto_mask(truth_vol, apix))

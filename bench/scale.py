@@ -46,13 +46,14 @@ def make_data(box, n, seed=0):
 def one(box, res, iters, full_box):
     from scipion_abinitrefine.engine import fourier, sgd, threads
     from scipion_abinitrefine.engine.ctf import CTFParams
+    from scipion_abinitrefine.testing import sources
 
     threads.limit(0)
     if full_box:
         sgd.fourier.working_box = lambda r, box, **kw: box
     z = np.load(data_path(box))
     ctf = CTFParams(**{k[4:]: z[k] for k in z.files if k.startswith("ctf_")})
-    data = sgd.ArrayParticles(z["images"], ctf, float(z["apix"]))
+    data = sources.ArrayParticles(z["images"], ctf, float(z["apix"]))
     p = sgd.SGDParams(max_res_A=res, init_res_A=res, init_iters=10_000, init_minibatch=300, final_minibatch=300,
                       minibatch_switch_iter=10_000)
     run = sgd.SGDRun(data, np.arange(len(data)), p)

@@ -33,13 +33,13 @@ from __future__ import annotations
 
 import functools
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from . import fourier, refine, so3
 from .backend import get_backend
-from .ctf import CTFParams, ctf_at
+from .ctf import ctf_at
 from .search import PoseSearch
 
 
@@ -90,25 +90,6 @@ class SGDParams:
                              f"({self.final_minibatch}): lower the minibatch sizes or add particles")
         if box % 2:
             raise ValueError(f"box size {box} is odd: re-extract the particles with an even box")
-
-
-@dataclass
-class ArrayParticles:
-    """In-memory particle source with the same interface as :class:`io.ParticleSet`."""
-
-    images: np.ndarray
-    ctf: CTFParams
-    apix: float
-    box: int = field(init=False)
-
-    def __post_init__(self):
-        self.box = self.images.shape[-1]
-
-    def __len__(self):
-        return len(self.images)
-
-    def read_images(self, idx):
-        return np.asarray(self.images[np.asarray(idx)], dtype=np.float32)
 
 
 def normalise_images(img: np.ndarray, radius_px: float) -> np.ndarray:

@@ -14,6 +14,7 @@ from scipion_abinitrefine.engine import backend as backend_mod
 from scipion_abinitrefine.engine import fourier, kernels_cpu, sgd, simulate, so3
 from scipion_abinitrefine.engine.ctf import ctf_at
 from scipion_abinitrefine.engine.search import PoseSearch
+from scipion_abinitrefine.testing import sources
 
 _HOST_OK = {"asarray", "array", "ascontiguousarray"}  # explicit transfers, as cupy.asarray(numpy) is
 
@@ -155,7 +156,7 @@ def test_search_on_a_device_array_module_matches_cpu(problem):
 
 def test_sgd_iterations_and_final_pass_on_a_device_array_module(problem):
     vol, images, truth = problem
-    data = sgd.ArrayParticles(images, truth["ctf"], 4.0)
+    data = sources.ArrayParticles(images, truth["ctf"], 4.0)
     p = sgd.SGDParams(max_res_A=16.0, init_res_A=35.0, init_iters=3, final_iters=2, radius_step=2.0,
                       init_minibatch=16, final_minibatch=16, minibatch_switch_iter=3, lr_duration=3, seed=2)
     runs = {}

@@ -57,7 +57,8 @@ def _rel(got, ref):
 def _sim_checks() -> dict:
     from numba import cuda
 
-    from scipion_abinitrefine.engine import kernels_cpu, kernels_cuda, kernels_ref
+    from scipion_abinitrefine.engine import kernels_cpu, kernels_cuda
+    from scipion_abinitrefine.testing import kernels_ref
 
     assert kernels_cuda.SIMULATOR and cuda.is_available()  # the simulator's device
     res = {}
@@ -199,7 +200,7 @@ def test_cuda_backend_without_gpu_says_why_or_works_with_one():
         with pytest.raises(RuntimeError, match="GPU|numba-cuda|CuPy"):
             backend.get_backend("cuda")
         return
-    from scipion_abinitrefine.engine import kernels_ref
+    from scipion_abinitrefine.testing import kernels_ref
 
     be = backend.get_backend("cuda")
     F, R, kx, ky, vals, wts = _problem(4, 32, 8, 6)

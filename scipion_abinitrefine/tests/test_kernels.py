@@ -1,7 +1,8 @@
 """CPU numba kernels against the numpy references."""
 import numpy as np
 
-from scipion_abinitrefine.engine import fourier, kernels_cpu, kernels_ref, so3
+from scipion_abinitrefine.engine import fourier, kernels_cpu, so3
+from scipion_abinitrefine.testing import kernels_ref
 
 
 def _setup(seed=0, Dp=24, r=6):

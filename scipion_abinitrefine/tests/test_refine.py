@@ -5,6 +5,7 @@ from scipy.spatial.transform import Rotation
 from scipion_abinitrefine.engine import fourier, refine, sgd, simulate, so3
 from scipion_abinitrefine.engine.backend import get_backend
 from scipion_abinitrefine.engine.ctf import ctf_at
+from scipion_abinitrefine.testing import sources
 
 D, APIX = 64, 2.0
 
@@ -12,7 +13,7 @@ D, APIX = 64, 2.0
 def _problem(snr, n=60, seed=5):
     vol = simulate.make_phantom(D, APIX)
     images, truth = simulate.simulate_particles(vol, n, APIX, snr=snr, seed=seed)
-    data = sgd.ArrayParticles(images, truth["ctf"], APIX)
+    data = sources.ArrayParticles(images, truth["ctf"], APIX)
     run = sgd.SGDRun(data, np.arange(n), sgd.SGDParams(max_res_A=6.0, init_minibatch=n // 2, final_minibatch=n // 2))
     run.set_working_radius(run.r_max)  # the model holds the map out to the search's radius
     run.set_model_volume((vol / truth["noise_sigma"]).astype(np.float32))  # the truth, at the images' scale

@@ -2,14 +2,15 @@
 import numpy as np
 import pytest
 
-from scipion_abinitrefine.engine import metrics, sgd, simulate, so3
+from scipion_abinitrefine.engine import sgd, simulate, so3
+from scipion_abinitrefine.testing import metrics, sources
 
 
 @pytest.fixture(scope="module")
 def small_set():
     vol = simulate.make_phantom(32, 4.0)
     images, truth = simulate.simulate_particles(vol, 400, 4.0, snr=0.1, seed=5)
-    return vol, sgd.ArrayParticles(images, truth["ctf"], 4.0), truth
+    return vol, sources.ArrayParticles(images, truth["ctf"], 4.0), truth
 
 
 def small_params(**kw):

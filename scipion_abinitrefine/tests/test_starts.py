@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from scipion_abinitrefine.engine import job as jobmod
-from scipion_abinitrefine.engine import sgd, simulate
+from scipion_abinitrefine.engine import simulate
+from scipion_abinitrefine.testing import sources
 
 PARAMS = dict(max_res_A=12.0, init_res_A=35.0, init_iters=6, final_iters=2, radius_step=2.0, init_minibatch=100,
               final_minibatch=100, minibatch_switch_iter=6, lr_duration=30, align_every=0, n_starts=3,
@@ -15,7 +16,7 @@ PARAMS = dict(max_res_A=12.0, init_res_A=35.0, init_iters=6, final_iters=2, radi
 def data():
     vol = simulate.make_phantom(32, 4.0)
     images, truth = simulate.simulate_particles(vol, 600, 4.0, snr=0.1, seed=5)
-    return vol, sgd.ArrayParticles(images, truth["ctf"], 4.0), truth
+    return vol, sources.ArrayParticles(images, truth["ctf"], 4.0), truth
 
 
 def explored(data, tmp_path, **kw):

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from scipion_abinitrefine.engine import fourier, kernels_cpu, sgd, simulate, so3
+from scipion_abinitrefine.testing import sources
 
 D, APIX = 48, 3.0
 
@@ -15,7 +16,7 @@ D, APIX = 48, 3.0
 def run_and_map():
     vol = simulate.make_phantom(D, APIX)
     images, truth = simulate.simulate_particles(vol, 40, APIX, snr=0.1, seed=2)
-    data = sgd.ArrayParticles(images, truth["ctf"], APIX)
+    data = sources.ArrayParticles(images, truth["ctf"], APIX)
     p = sgd.SGDParams(max_res_A=8.0, init_res_A=30.0, init_minibatch=20, final_minibatch=20)
     return sgd.SGDRun(data, np.arange(len(data)), p), vol
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import so3
+from ..engine import so3
 
 MIRROR = np.diag([1.0, 1.0, -1.0])
 
