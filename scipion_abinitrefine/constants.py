@@ -17,7 +17,7 @@ DEFAULT_ALIGN_RES = 20.0  # A: the half-maps are never aligned beyond this resol
 DEFAULT_ALIGN_EVERY = 50
 DEFAULT_SEED = 0
 DEFAULT_POSE_SAMPLES = 32
-DEFAULT_N_STARTS = 4
+DEFAULT_N_STARTS = 8
 
 # Fraction of the box extent used by the window/mask diameter wizard (the engine's automatic window)
 MASK_DIAMETER_FRACTION = 0.85

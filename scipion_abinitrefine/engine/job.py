@@ -29,7 +29,10 @@ MAX_CONSTANT_FRACTION = 0.01  # constant (e.g. all-zero) images beyond this frac
 # Random starts compete until the Fourier radius has grown this much past the initial one. At the initial
 # radius they cannot be told apart: on the demo phantom at SNR 0.01 (20 A start, 4 starts of one half) the
 # start that converged and the ones that stayed stuck scored within 0.1 of each other at 20 A (the stuck
-# original best); at 1.3 x the radius (15 A) the good one led by 0.14 per image and kept leading.
+# original best); at 1.15 x the radius (17 A) the good one was first by 0.013, at 1.3 x (15 A) it led by 0.14
+# per image and kept leading. So the better half of the starts goes on at 1.15 x (dropping the worse half
+# is safe where picking the best is not yet) and the best one at 1.3 x: twice the starts for ~1.6 x the cost.
+START_HALVING_GROWTH = 1.15
 START_SELECT_GROWTH = 1.3
 # images of a half that score the random starts (the same images for every start: paired differences)
 START_SCORE_IMAGES = 1000
@@ -96,10 +99,10 @@ class JobParams(SGDParams):
     exclude_junk: bool = False
     # the checkpoint (two working-box models and curvatures, poses) is removed once result.json is written
     keep_checkpoint: bool = False
-    # random starts per half: each runs the initial iterations and the start of the resolution ramp, then the
-    # one whose model explains the half's images best (mean log marginal likelihood ratio on a fixed subset)
-    # goes on; 1 = no choice
-    n_starts: int = 4
+    # random starts per half: they run the initial iterations and the start of the resolution ramp; the better
+    # half of them by how well their model explains the half's images (mean log marginal likelihood ratio on
+    # a fixed subset) goes on at 1.15 x the initial radius, the best one at 1.3 x; 1 = no choice
+    n_starts: int = 8
 
     def sgd_params(self) -> SGDParams:
         names = {f.name for f in fields(SGDParams)}
@@ -230,10 +233,12 @@ class Job:
             self.stage = z["stage"].tobytes().decode()
             self.alignments = json.loads(z["alignments"].tobytes().decode())
             self.starts = json.loads(z["starts"].tobytes().decode()) if "starts" in z.files else {}
-            if self.stage != "explore":  # the competing starts were decided before this checkpoint
-                for name, run in self.runs.items():
-                    run.start = self.starts.get(name, {}).get("kept", 0)
-                self.candidates = {name: [run] for name, run in self.runs.items()}
+            for name, runs in self.candidates.items():  # the starts still alive, in the order they were kept
+                rounds = self.starts.get(name, {}).get("rounds")
+                if rounds:
+                    alive = rounds[-1]["kept"]
+                    self.candidates[name] = [runs[j] for j in alive]
+                    self.runs[name] = self.candidates[name][0]
             log = json.loads(z["log"].tobytes().decode())
             for name, run in self._all_runs():
                 run.load_state({k.split("__", 1)[1]: z[k] for k in z.files if k.startswith(name + "__")})
@@ -250,14 +255,23 @@ class Job:
                 yield (name if j == 0 else f"{name}{j}"), run
 
     # ------------------------------------------------------------------------------ random starts
-    def starts_decidable(self) -> bool:
-        """The radius has grown far enough past the initial one (or reached the maximum) to tell starts apart."""
+    def starts_to_keep(self) -> int | None:
+        """How many starts per half go on from this iteration: half of them once the radius has grown to
+        ``START_HALVING_GROWTH`` x the initial one, one at ``START_SELECT_GROWTH`` x (or at the maximum
+        radius); None while they keep competing as they are."""
         run = self.runs["A"]
+        if run.iteration < self.p.init_iters:
+            return None
         r = run.radius_at(run.iteration)
-        return run.iteration >= self.p.init_iters and r >= min(run.r_max, START_SELECT_GROWTH * run.r_init)
+        n = max(len(c) for c in self.candidates.values())
+        if r >= min(run.r_max, START_SELECT_GROWTH * run.r_init):
+            return 1
+        if n > 2 and r >= START_HALVING_GROWTH * run.r_init:
+            return (n + 1) // 2
+        return None
 
-    def choose_starts(self):
-        """Keep, per half, the random start whose model best explains the half's images.
+    def choose_starts(self, keep: int = 1):
+        """Keep, per half, the ``keep`` random starts whose models best explain the half's images.
 
         Score: mean log marginal likelihood ratio (model against noise alone, poses marginalised at T = 1)
         of the same fixed subset of the half's images under every start's model at the current radius, with
@@ -266,20 +280,26 @@ class Job:
         """
         for k, name in enumerate(("A", "B")):
             runs = self.candidates[name]
-            if len(runs) == 1:
+            if len(runs) <= keep:
                 continue
             lead = runs[0]
             rng = np.random.default_rng(np.random.SeedSequence([self.p.seed, k + 1, 0x5C0E]))
             sel = np.sort(rng.permutation(len(lead.idx))[:min(START_SCORE_IMAGES, len(lead.idx))])
             s2 = np.mean([r.s2_shell for r in runs], axis=0)
             scores = [r.mean_evidence(sel, s2) for r in runs]
-            best = int(np.argmax(scores))
-            self.runs[name] = runs[best]
-            self.candidates[name] = [runs[best]]
-            self.starts[name] = dict(scores=[float(x) for x in scores], kept=best, iteration=int(lead.iteration),
-                                     images=int(len(sel)))
-            self.say(f"  half {name}: {len(runs)} random starts, log-likelihood gain per image "
-                     f"{', '.join(f'{x:.3f}' for x in scores)}: kept start {best + 1}")
+            order = sorted(range(len(runs)), key=lambda j: -scores[j])[:keep]  # best first; ties: lower start
+            self.candidates[name] = [runs[j] for j in order]
+            self.runs[name] = runs[order[0]]
+            rounds = self.starts.setdefault(name, {"rounds": []})["rounds"]
+            rounds.append(dict(iteration=int(lead.iteration), images=int(len(sel)),
+                               starts=[int(r.start) for r in runs], scores=[float(x) for x in scores],
+                               kept=[int(runs[j].start) for j in order]))
+            if keep == 1:
+                self.starts[name]["kept"] = int(runs[order[0]].start)
+            res_A = lead.box * lead.apix / lead.radius_at(max(lead.iteration - 1, 0))
+            self.say(f"  half {name}: {len(runs)} random starts at {res_A:.1f} A, log-likelihood gain per image "
+                     f"{', '.join(f'{x:.3f}' for x in scores)}: kept start{'s' if keep > 1 else ''} "
+                     f"{', '.join(str(runs[j].start + 1) for j in order)}")
 
     # ------------------------------------------------------------------------------ alignment
     def align_halves(self):
@@ -328,10 +348,12 @@ class Job:
         t_start = time.time()
         n_tot = max(A.n_iters, B.n_iters)
         while not (A.done and B.done):
-            if self.stage == "explore" and self.starts_decidable():
-                self.choose_starts()
+            keep = self.starts_to_keep() if self.stage == "explore" else None
+            if keep is not None:
+                self.choose_starts(keep)
                 A, B = self.runs["A"], self.runs["B"]
-                self.stage = "sgd"
+                if keep == 1:
+                    self.stage = "sgd"
             for _, run in self._all_runs():
                 if not run.done:
                     e = run.step()

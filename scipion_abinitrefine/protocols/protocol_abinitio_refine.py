@@ -408,9 +408,10 @@ class ProtAbInitioRefine(ProtRefine3D):
             if conv:  # did the independent halves find the same structure?
                 summary.append(conv["message"])
             for half, st in sorted((result.get("starts") or {}).items()):  # which random start each half kept
-                gains = ", ".join(f"{x:.3f}" for x in st["scores"])
-                summary.append(f"Half {half}: kept random start {st['kept'] + 1} of {len(st['scores'])} "
-                               f"(log-likelihood gain per image {gains})")
+                last = st["rounds"][-1]
+                gains = ", ".join(f"{x:.3f}" for x in last["scores"])
+                summary.append(f"Half {half}: kept random start {st['kept'] + 1} of {len(st['rounds'][0]['starts'])} "
+                               f"(log-likelihood gain per image of the last {len(last['starts'])}: {gains})")
         summary.append(f"Maximum resolution {self.maxRes.get():g} A, initial {self.initRes.get():g} A, half-maps "
                        f"aligned up to {self.alignRes.get():g} A")
         return summary

@@ -1,5 +1,7 @@
-"""Several random starts per half (job.Job.choose_starts): the start whose model explains the half's images
-best goes on, and a run stopped while the starts compete continues to the same choice."""
+"""Several random starts per half (job.Job.choose_starts): the starts whose models explain the half's images
+best go on (half of them, then one), and a run stopped while the starts compete continues to the same choice."""
+import signal
+
 import numpy as np
 import pytest
 
@@ -7,8 +9,10 @@ from scipion_abinitrefine.engine import job as jobmod
 from scipion_abinitrefine.engine import simulate
 from scipion_abinitrefine.testing import sources
 
-PARAMS = dict(max_res_A=12.0, init_res_A=35.0, init_iters=6, final_iters=2, radius_step=2.0, init_minibatch=100,
-              final_minibatch=100, minibatch_switch_iter=6, lr_duration=30, align_every=0, n_starts=3,
+# radius 3.66 px at 35 A, +0.3 px per iteration after 6: half the starts go on at iteration 8 (4.26 px,
+# 1.16 x), one at iteration 10 (4.86 px, 1.33 x)
+PARAMS = dict(max_res_A=12.0, init_res_A=35.0, init_iters=6, final_iters=2, radius_step=0.3, init_minibatch=100,
+              final_minibatch=100, minibatch_switch_iter=6, lr_duration=30, align_every=0, n_starts=4,
               backend="cpu", seed=2)
 
 
@@ -31,7 +35,7 @@ def explored(data, tmp_path, **kw):
 def test_the_true_map_wins_among_random_starts(data, tmp_path):
     vol, _, truth = data
     job = explored(data, tmp_path)
-    assert len(job.candidates["A"]) == 3 and job.stage == "explore"
+    assert len(job.candidates["A"]) == 4 and job.stage == "explore" and job.starts_to_keep() is None
     # the same streams as separate seeds: start 0 is what a single-start job of this seed runs
     single = jobmod.Job(data[1], str(tmp_path / "one"), jobmod.JobParams(**{**PARAMS, "n_starts": 1}), log=None)
     assert np.array_equal(single.runs["A"].order, job.candidates["A"][0].order)
@@ -39,16 +43,22 @@ def test_the_true_map_wins_among_random_starts(data, tmp_path):
     # start 2 of half A gets the true map (images are normalised to unit background noise)
     job.candidates["A"][2].set_model_volume(vol / truth["noise_sigma"])
     runs = dict(A=list(job.candidates["A"]), B=list(job.candidates["B"]))
-    job.choose_starts()
-    sa = job.starts["A"]
-    assert sa["kept"] == 2 and job.runs["A"] is runs["A"][2] and job.candidates["A"] == [runs["A"][2]]
+    job.choose_starts(keep=2)  # the better half goes on, best first
+    sa = job.starts["A"]["rounds"][0]
+    assert sa["kept"][0] == 2 and job.runs["A"] is runs["A"][2] and job.candidates["A"][0] is runs["A"][2]
+    second = max((j for j in range(4) if j != 2), key=lambda j: sa["scores"][j])
+    assert job.candidates["A"] == [runs["A"][2], runs["A"][second]] and sa["kept"] == [2, second]
     # per image, the true map explains the images better than a start after two iterations (measured: by 0.72)
     others = [s for j, s in enumerate(sa["scores"]) if j != 2]
     assert sa["scores"][2] > max(others) + 0.3, sa
-    # half B: its own best score, its own choice
-    sb = job.starts["B"]
-    assert job.runs["B"] is runs["B"][sb["kept"]] and sb["scores"][sb["kept"]] == max(sb["scores"])
+    # half B: its own scores, its own choice
+    sb = job.starts["B"]["rounds"][0]
+    assert [r.start for r in job.candidates["B"]] == sb["kept"]
+    assert sorted(sb["scores"], reverse=True)[:2] == [sb["scores"][j] for j in sb["kept"]]
     assert sa["images"] == sb["images"] == 300
+    job.choose_starts(keep=1)  # the last round scores the survivors only
+    assert job.starts["A"]["kept"] == 2 and job.candidates["A"] == [runs["A"][2]]
+    assert job.starts["A"]["rounds"][1]["starts"] == [2, second]
 
 
 def test_scores_are_the_likelihood_of_the_same_images(data, tmp_path):
@@ -65,18 +75,32 @@ def test_scores_are_the_likelihood_of_the_same_images(data, tmp_path):
     assert a == pytest.approx(c, rel=1e-5)
 
 
-def test_continue_while_the_starts_compete(data, tmp_path):
-    """A checkpoint written while the starts compete holds all of them: the continued run keeps the same start
-    and ends with the same model as an uninterrupted one."""
+@pytest.mark.parametrize("cut", ["all compete", "half left"])
+def test_continue_while_the_starts_compete(data, tmp_path, cut):
+    """A checkpoint written while the starts compete holds the live ones: the continued run keeps the same
+    starts and ends with the same models and poses as an uninterrupted one."""
     ref = jobmod.Job(data[1], str(tmp_path / "ref"), jobmod.JobParams(**PARAMS), log=None)
     ref.run_sgd()
-    job = explored(data, tmp_path / "cut")
-    job.save()
+    assert [len(r["starts"]) for r in ref.starts["A"]["rounds"]] == [4, 2]  # halving, then the choice
+    job = jobmod.Job(data[1], str(tmp_path / "cut"), jobmod.JobParams(**PARAMS), log=None)
+    if cut == "all compete":
+        job.stop_signal = signal.SIGTERM  # stop after the first iteration
+    else:
+        choose = job.choose_starts
+
+        def stop_after_halving(keep=1):
+            choose(keep)
+            job.stop_signal = signal.SIGTERM
+
+        job.choose_starts = stop_after_halving
+    with pytest.raises(jobmod.JobInterrupted):
+        job.run_sgd()
     again = jobmod.Job(data[1], str(tmp_path / "cut"), jobmod.JobParams(**PARAMS), log=None)
     again.load()
-    assert again.stage == "explore" and len(again.candidates["B"]) == 3
+    assert again.stage == "explore" and len(again.candidates["B"]) == (4 if cut == "all compete" else 2)
     again.run_sgd()
     assert again.starts == ref.starts
     for h in "AB":
         assert np.array_equal(again.runs[h].G, ref.runs[h].G), h
         assert np.array_equal(again.runs[h].R, ref.runs[h].R), h
+        assert [e["iteration"] for e in again.runs[h].log] == [e["iteration"] for e in ref.runs[h].log]
