@@ -14,7 +14,6 @@ import time
 
 import numpy as np
 
-from scipion_abinitrefine import constants as C
 from scipion_abinitrefine.convert import poses, stack_key
 from scipion_abinitrefine.engine import io
 
@@ -22,7 +21,7 @@ PROJECT = "abinitrefine_protocol"
 N, BOX, APIX, NUM_USE = 200, 32, 4.0, 180
 TINY = dict(numParticles=NUM_USE, maxRes=12.0, initRes=35.0, alignRes=20.0, initIters=10, finalIters=5,
             radiusStep=0.3, initMinibatch=40, finalMinibatch=80, minibatchSwitch=10, lrDuration=8, alignEvery=10,
-            seed=5, useGpu=False, numberOfThreads=1)
+            seed=5, useGpu=False, numberOfThreads=1, numStarts=3)  # 3 starts: a halving and a choice, cheaply
 
 
 def simulate_data(data):
@@ -349,8 +348,8 @@ def check_volume_and_fsc(out):
     assert np.all(np.diff(out["fsc_x"]) > 0) and math.isclose(out["fsc_x"][-1], 1 / (2 * APIX), rel_tol=0.05)
     assert any("resolution" in s for s in out["summary"]) and out["methods"]
     assert any("CONVERGED" in s for s in out["summary"]), out["summary"]  # the verdict, either way
-    # the form's random starts reached the job: each half kept one of them (default 4)
-    assert sum(f"of {C.DEFAULT_N_STARTS} (log-likelihood" in s for s in out["summary"]) == 2, out["summary"]
+    # the form's random starts reached the job: each half kept one of them
+    assert sum(f"of {TINY['numStarts']} (log-likelihood" in s for s in out["summary"]) == 2, out["summary"]
     cites = " ".join(out["citations"])
     assert "Punjani et al., Nature Methods, 2017" in cites and "Error" not in cites, out["citations"]
     assert "Kim et al., bioRxiv, 2025" in cites, out["citations"]  # was "Kim et al., , 2025"

@@ -13,10 +13,10 @@ from scipion_abinitrefine.engine import fsc, io
 from scipion_abinitrefine.engine.job import JobInputError, JobParams, choose_used, run_job, split_halves
 
 TINY = dict(max_res_A=12.0, init_iters=20, final_iters=10, radius_step=0.3, init_minibatch=60, final_minibatch=100,
-            minibatch_switch_iter=30, lr_duration=15, align_every=20, backend="cpu")
+            minibatch_switch_iter=30, lr_duration=15, align_every=20, backend="cpu", n_starts=3)
 CLI_TINY = ["--max-res", "12", "--init-iters", "20", "--final-iters", "10", "--fourier-radius-step", "0.3",
             "--init-minibatch", "60", "--final-minibatch", "100", "--minibatch-switch", "30", "--lr-duration", "15",
-            "--align-every", "20", "--backend", "cpu"]
+            "--align-every", "20", "--backend", "cpu", "--starts", "3"]
 
 
 def simulate(out, n=300, snr=0.1, seed=3):
