@@ -263,10 +263,10 @@ class Job:
         if run.iteration < self.p.init_iters:
             return None
         r = run.radius_at(run.iteration)
-        n = max(len(c) for c in self.candidates.values())
         if r >= min(run.r_max, START_SELECT_GROWTH * run.r_init):
             return 1
-        if n > 2 and r >= START_HALVING_GROWTH * run.r_init:
+        n = max(len(c) for c in self.candidates.values())
+        if n == self.p.n_starts > 2 and r >= START_HALVING_GROWTH * run.r_init:  # once: all still compete
             return (n + 1) // 2
         return None
 

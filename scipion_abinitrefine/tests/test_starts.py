@@ -104,3 +104,14 @@ def test_continue_while_the_starts_compete(data, tmp_path, cut):
         assert np.array_equal(again.runs[h].G, ref.runs[h].G), h
         assert np.array_equal(again.runs[h].R, ref.runs[h].R), h
         assert [e["iteration"] for e in again.runs[h].log] == [e["iteration"] for e in ref.runs[h].log]
+
+
+def test_one_halving_then_one_choice(data, tmp_path):
+    """6 starts: 3 go on at 1.15 x the initial radius, one at 1.3 x (not a halving every iteration)."""
+    job = jobmod.Job(data[1], str(tmp_path), jobmod.JobParams(**{**PARAMS, "n_starts": 6}), log=None)
+    job.run_sgd()
+    for h in "AB":
+        rounds = job.starts[h]["rounds"]
+        assert [(r["iteration"], len(r["starts"]), len(r["kept"])) for r in rounds] == [(8, 6, 3), (10, 3, 1)], rounds
+        assert rounds[1]["starts"] == rounds[0]["kept"] and job.starts[h]["kept"] == rounds[1]["kept"][0]
+        assert job.runs[h].start == job.starts[h]["kept"] and job.stage == "final"
