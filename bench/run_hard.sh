@@ -16,5 +16,7 @@ $PY bench/hard.py --shape flat --snr 0.01 --n 10000 --seeds 1 --junk 0.2 --reali
 $PY bench/hard.py --shape elongated --snr 0.01 --n 10000 --seeds 2
 # session 4 (seeds at one revision, single random start: --params '{"n_starts": 1}' reproduces it now)
 $PY bench/hard.py --shape demo --snr 0.01 --n 10000 --seeds 0 1 2 3 4 --params '{"n_starts": 1}'
-# session 5: four random starts per half (the default), the same five seeds
-$PY bench/hard.py --shape demo --snr 0.01 --n 10000 --seeds 4 0 1 2 3
+# session 5: random starts per half (the default); at 6766c8f (4 starts) and 1a69d03 (8, halving twice) seed 4
+# only, at 7e411b9 (8 starts, one halving) seeds 4, 0, 1 (the time left allowed no more)
+$PY bench/hard.py --shape demo --snr 0.01 --n 10000 --seeds 4
+$PY bench/hard.py --shape demo --snr 0.01 --n 10000 --seeds 4 0 1
