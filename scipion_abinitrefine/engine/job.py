@@ -139,6 +139,18 @@ def start_seed(seed: int, half: int, start: int) -> int:
     return int(np.random.SeedSequence(key).generate_state(1)[0])
 
 
+def start_scores(runs, sel: np.ndarray, s2_shell: np.ndarray, batch: int = 250) -> list[float]:
+    """Mean log marginal likelihood ratio of the same images ``sel`` (local indices of one half) under each
+    run's model, with one noise model. The images are read and transformed once per batch for all runs
+    (they share the half's particles, the radius and the points)."""
+    lead = runs[0]
+    total = np.zeros(len(runs))
+    for a in range(0, len(sel), batch):
+        X, C, m = lead.batch_points(sel[a:a + batch], lead.last_radius())
+        total += [float(np.sum(run.evidence(X, C, m, s2_shell))) for run in runs]
+    return [float(t) / max(len(sel), 1) for t in total]
+
+
 def split_halves(n: int, seed: int, micrographs=None) -> np.ndarray:
     """Deterministic random half-set ids (1|2); optionally keep each micrograph's particles together."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5EED]))
@@ -285,8 +297,7 @@ class Job:
             lead = runs[0]
             rng = np.random.default_rng(np.random.SeedSequence([self.p.seed, k + 1, 0x5C0E]))
             sel = np.sort(rng.permutation(len(lead.idx))[:min(START_SCORE_IMAGES, len(lead.idx))])
-            s2 = np.mean([r.s2_shell for r in runs], axis=0)
-            scores = [r.mean_evidence(sel, s2) for r in runs]
+            scores = start_scores(runs, sel, np.mean([r.s2_shell for r in runs], axis=0))
             order = sorted(range(len(runs)), key=lambda j: -scores[j])[:keep]  # best first; ties: lower start
             self.candidates[name] = [runs[j] for j in order]
             self.runs[name] = runs[order[0]]
@@ -296,7 +307,7 @@ class Job:
                                kept=[int(runs[j].start) for j in order]))
             if keep == 1:
                 self.starts[name]["kept"] = int(runs[order[0]].start)
-            res_A = lead.box * lead.apix / lead.radius_at(max(lead.iteration - 1, 0))
+            res_A = lead.box * lead.apix / lead.last_radius()
             self.say(f"  half {name}: {len(runs)} random starts at {res_A:.1f} A, log-likelihood gain per image "
                      f"{', '.join(f'{x:.3f}' for x in scores)}: kept start{'s' if keep > 1 else ''} "
                      f"{', '.join(str(runs[j].start + 1) for j in order)}")

@@ -259,8 +259,9 @@ class SGDRun:
                 self.cursor = 0
         return np.concatenate(out)
 
-    def noise_per_point(self, m: int) -> np.ndarray:
-        return self.s2_shell[self.shell[:m]].astype(np.float32)
+    def noise_per_point(self, m: int, s2_shell: np.ndarray | None = None) -> np.ndarray:
+        """Noise variance at the first m points, from this run's per-shell model or from ``s2_shell``."""
+        return (self.s2_shell if s2_shell is None else s2_shell)[self.shell[:m]].astype(np.float32)
 
     def _init_noise(self, X, m):
         """Initial per-shell noise: the images' own power per shell (noise dominates at low SNR)."""
@@ -337,19 +338,18 @@ class SGDRun:
         self.log.append(entry)
         return entry
 
-    def mean_evidence(self, sel: np.ndarray, s2_shell: np.ndarray, batch: int = 250) -> float:
-        """Mean log marginal likelihood ratio (model against noise alone; poses marginalised, T = 1) of the
-        images ``sel`` (local indices) at the current radius, with the per-shell noise ``s2_shell``: the
-        score that compares random starts of one half on the same images."""
-        r = self.radius_at(max(self.iteration - 1, 0))
-        G = self.be.asarray(self.G)
-        total = 0.0
-        for a in range(0, len(sel), batch):
-            X, C, m = self.batch_points(sel[a:a + batch], r)
-            s2 = s2_shell[self.shell[:m]].astype(np.float32)
-            res = self.searcher.search(G, X, C, s2, self.kx[:m], self.ky[:m], r, n_keep=1, n_samples=0)
-            total += float(np.sum(res.evidence))
-        return total / max(len(sel), 1)
+    def last_radius(self) -> float:
+        """The Fourier radius of the latest iteration (the radius the model was last updated at)."""
+        return self.radius_at(max(self.iteration - 1, 0))
+
+    def evidence(self, X, C, m: int, s2_shell: np.ndarray) -> np.ndarray:
+        """Log marginal likelihood ratio per image (model against noise alone; poses marginalised, T = 1) of
+        image points X, C (:meth:`batch_points` at :meth:`last_radius`) with the per-shell noise ``s2_shell``:
+        the score that compares random starts of one half on the same images."""
+        r = self.last_radius()
+        res = self.searcher.search(self.be.asarray(self.G), X, C, self.noise_per_point(m, s2_shell),
+                                   self.kx[:m], self.ky[:m], r, n_keep=1, n_samples=0)
+        return np.asarray(res.evidence, np.float64)
 
     def _remember(self, sel, res):
         """Best pose and scores of images ``sel`` from their latest search."""

@@ -67,12 +67,14 @@ def test_scores_are_the_likelihood_of_the_same_images(data, tmp_path):
     run = job.candidates["A"][1]
     sel = np.arange(50)
     s2 = run.s2_shell
-    a = run.mean_evidence(sel, s2, batch=17)
-    b = run.mean_evidence(sel, s2, batch=250)
+    a = jobmod.start_scores([run], sel, s2, batch=17)[0]
+    b = jobmod.start_scores([run], sel, s2, batch=250)[0]
     assert a == pytest.approx(b, rel=1e-5)
     # evidence of the first 25 images alone, averaged with the next 25: the mean over all 50
-    c = 0.5 * (run.mean_evidence(sel[:25], s2) + run.mean_evidence(sel[25:], s2))
+    c = 0.5 * (jobmod.start_scores([run], sel[:25], s2)[0] + jobmod.start_scores([run], sel[25:], s2)[0])
     assert a == pytest.approx(c, rel=1e-5)
+    # scored beside other starts on the same points: the same score (images read once for all of them)
+    assert jobmod.start_scores(job.candidates["A"], sel, s2, batch=17)[1] == pytest.approx(a, rel=1e-6)
 
 
 @pytest.mark.parametrize("cut", ["all compete", "half left"])
