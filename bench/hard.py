@@ -23,6 +23,7 @@ import tempfile
 import time
 
 import numpy as np
+from benchutil import git_rev
 
 # the schedule every case runs (box 64 at 2 A/px, a ~77 A particle: 60 iterations at 20 A, where its
 # orientations first carry information, then a 0.05 px/iteration ramp to 10 A; minibatch 300 throughout)
@@ -149,8 +150,7 @@ def main():
                             continue
                         r = json.loads(p.stdout.strip().splitlines()[-1])
                         r["params"] = {**JOB_PARAMS, **params}
-                        r["rev"] = subprocess.run(["git", "-C", os.path.dirname(os.path.abspath(__file__)), "rev-parse",
-                                                   "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+                        r["rev"] = git_rev()
                         with open(a.out, "a") as f:
                             f.write(json.dumps(r) + "\n")
                         print(row(r), flush=True)

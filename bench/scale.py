@@ -21,6 +21,7 @@ import sys
 import time
 
 import numpy as np
+from benchutil import git_rev
 
 EXTENT_A = 256.0
 
@@ -116,8 +117,7 @@ def main(argv=None):
                 print(r.stderr[-2000:], file=sys.stderr)
                 continue
             row = json.loads(r.stdout.strip().splitlines()[-1])
-            row["rev"] = subprocess.run(["git", "-C", os.path.dirname(os.path.abspath(__file__)), "rev-parse",
-                                         "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+            row["rev"] = git_rev()
             with open(a.out, "a") as f:
                 f.write(json.dumps(row) + "\n")
             table([row])
