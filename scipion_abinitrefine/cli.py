@@ -23,8 +23,9 @@ RUN_OPTIONS = [
     ("--lr-duration", "lr_duration", int, "Iterations at the initial learning rate"),
     ("--target-ess", "target_ess_fraction", float, "Target 3D ESS fraction"),
     ("--seed", "seed", int, "Random seed (split, order, initial models)"),
-    ("--starts", "n_starts", int, "Random starts per half: each runs the initial iterations and the start of "
-                                  "the resolution ramp, the one that explains the half's images best goes on "
+    ("--starts", "n_starts", int, "Random starts per half: they run the initial iterations and the start of "
+                                  "the resolution ramp; the better half of them goes on at 1.15x the initial "
+                                  "Fourier radius, the one that explains the half's images best at 1.3x "
                                   "(1 = no choice)"),
     ("--align-res", "align_res_A", float, "Half-map alignment resolution (A), never finer than this"),
     ("--align-every", "align_every", int, "Iterations between half-map alignments"),

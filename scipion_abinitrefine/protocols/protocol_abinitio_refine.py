@@ -103,11 +103,11 @@ class ProtAbInitioRefine(ProtRefine3D):
         form.addParam("numStarts", params.IntParam, default=C.DEFAULT_N_STARTS, expertLevel=LEVEL_ADVANCED,
                       label="Random starts per half",
                       help="Each half-set runs this many random initial models through the initial iterations "
-                           "and the start of the resolution ramp (to 1.3 x the initial Fourier radius); the one "
-                           "whose model explains the half's images best (likelihood against noise alone, on the "
-                           "same images) goes on. On low-SNR data some random starts stay stuck at low "
-                           "resolution where others converge. Each extra start costs those iterations once more. "
-                           "1 = one start.")
+                           "and the start of the resolution ramp: at 1.15 x the initial Fourier radius the better "
+                           "half of them goes on, at 1.3 x the one whose model explains the half's images best "
+                           "(likelihood against noise alone, on the same images). On low-SNR data some random "
+                           "starts stay stuck at low resolution where others converge. Each extra start costs "
+                           "those iterations once more. 1 = one start.")
         form.addParam("junkWeighting", params.BooleanParam, default=True, expertLevel=LEVEL_ADVANCED,
                       label="Down-weight junk?",
                       help="Weight each image by the probability that the model, rather than noise alone, "
