@@ -8,34 +8,11 @@ import sys
 
 import numpy as np
 
-# CryoSPARC-named options -> JobParams fields
-RUN_OPTIONS = [
-    ("--num-particles", "num_particles", int, "Num particles to use (0 = all)"),
-    ("--max-res", "max_res_A", float, "Maximum resolution (A)"),
-    ("--init-res", "init_res_A", float, "Initial resolution (A)"),
-    ("--init-minibatch", "init_minibatch", int, "Initial minibatch size"),
-    ("--final-minibatch", "final_minibatch", int, "Final minibatch size"),
-    ("--minibatch-switch", "minibatch_switch_iter", int, "Iteration at which the minibatch size switches"),
-    ("--init-iters", "init_iters", int, "Number of initial iterations (annealing, at the initial resolution)"),
-    ("--final-iters", "final_iters", int, "Number of final iterations (at the maximum resolution)"),
-    ("--fourier-radius-step", "radius_step", float, "Fourier radius step per iteration"),
-    ("--init-lr", "init_lr", float, "Initial learning rate"),
-    ("--lr-duration", "lr_duration", int, "Iterations at the initial learning rate"),
-    ("--target-ess", "target_ess_fraction", float, "Target 3D ESS fraction"),
-    ("--seed", "seed", int, "Random seed (split, order, initial models)"),
-    ("--starts", "n_starts", int, "Random starts per half: they run the initial iterations and the start of "
-                                  "the resolution ramp; the better half of them goes on at 1.15x the initial "
-                                  "Fourier radius, the one that explains the half's images best at 1.3x "
-                                  "(1 = no choice)"),
-    ("--align-res", "align_res_A", float, "Half-map alignment resolution (A), never finer than this"),
-    ("--align-every", "align_every", int, "Iterations between half-map alignments"),
-    ("--mask-diameter", "mask_diameter_A", float, "Window / mask diameter (A), 0 = auto"),
-    ("--top-k", "top_k", int, "Poses kept per image between search levels"),
-    ("--final-top-k", "final_top_k", int, "Poses kept per image between levels in the final pose assignment"),
-    ("--checkpoint-minutes", "checkpoint_minutes", float, "Minutes between checkpoints"),
-    ("--pose-samples", "n_samples", int, "Poses drawn per image from the coarse posterior beyond the best ones "
-                                         "(marginalisation at low SNR; 0 = best poses only)"),
-]
+from .engine import params
+
+# the job's options: flags, help and defaults from the parameter table (engine/params.py)
+RUN_OPTIONS = [(flag, f.name, params.kind(f), (f.metadata["help"] or f.metadata["label"]).replace("%", "%%"))
+               for flag, f in params.cli_options()]
 
 DEMO = dict(n=2000, box=64, apix=2.0, snr=0.05)
 DEMO_PARAMS = dict(max_res_A=6.0, init_iters=40, final_iters=40, radius_step=0.15, init_minibatch=90,
@@ -90,14 +67,6 @@ def _params_from(args):
         if v is not None:
             setattr(p, field, v)
     p.backend = args.backend
-    if getattr(args, "split_by_micrograph", False):
-        p.split_by_micrograph = True
-    if getattr(args, "no_junk_weighting", False):
-        p.junk_weighting = False
-    if getattr(args, "exclude_junk", False):
-        p.exclude_junk = True
-    if getattr(args, "keep_checkpoint", False):
-        p.keep_checkpoint = True
     return p
 
 
@@ -236,7 +205,7 @@ def build_parser():
     ap = argparse.ArgumentParser(prog="abinitrefine", description=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--backend", default="auto", choices=["auto", "cpu", "cuda"])
+    common.add_argument("--backend", default="auto", choices=params.CHOICES["backend"])
     common.add_argument("--threads", type=int, default=0, help="CPU threads (0 = all)")
     common.add_argument("--gpu", default=None, help="GPU id (CUDA_VISIBLE_DEVICES)")
 
@@ -246,15 +215,12 @@ def build_parser():
     r.add_argument("--continue", dest="continue_", action="store_true", help="resume from the checkpoint")
     r.add_argument("--overwrite", action="store_true",
                    help="replace another job's outputs in --out (refused otherwise)")
-    r.add_argument("--split-by-micrograph", action="store_true", help="keep each micrograph in one half")
-    r.add_argument("--no-junk-weighting", action="store_true",
-                   help="do not weight images by the probability that the model explains them")
-    r.add_argument("--exclude-junk", action="store_true",
-                   help="particles the final model explains no better than noise go to unused.star")
-    r.add_argument("--keep-checkpoint", action="store_true",
-                   help="keep checkpoint.npz after a successful run (removed by default: it is the largest file)")
     for opt, field, typ, hlp in RUN_OPTIONS:
-        r.add_argument(opt, dest=field, type=typ, default=None, help=hlp)
+        if typ is bool:  # the flag flips the default (e.g. --no-junk-weighting)
+            r.add_argument(opt, dest=field, action="store_const", const=not getattr(params.JobParams, field),
+                           default=None, help=hlp)
+        else:
+            r.add_argument(opt, dest=field, type=typ, default=None, help=hlp)
     r.set_defaults(func=cmd_run)
 
     s = sub.add_parser("simulate", help="simulate particles from the demo phantom or an MRC map")

@@ -9,7 +9,7 @@ import numpy as np
 import scipy.fft as sfft
 from scipy import ndimage
 
-from . import fourier
+from . import fourier, names
 
 
 def _shells(shape) -> np.ndarray:
@@ -51,21 +51,27 @@ def shell_freqs(box: int, apix: float) -> np.ndarray:
     return np.arange(box // 2 + 1) / (box * apix)
 
 
-def resolution_at(fsc, box: int, apix: float, threshold: float = 0.143) -> float:
-    """Resolution (A) where the FSC first falls below ``threshold`` after shell 1.
+def crossing(freq, fsc, threshold: float = names.FSC_GOLD) -> float | None:
+    """Resolution (A) where the FSC first falls below ``threshold`` after shell 1, or None if it never does.
 
-    The crossing is linearly interpolated in frequency between the last shell above and the first below;
-    a curve that never crosses gives Nyquist (2 * apix).
+    The crossing is linearly interpolated in frequency between the last shell above and the first below.
+    (The job's result.json, fsc.star and the Scipion viewer all read resolutions through this.)
     """
     fsc = np.asarray(fsc, dtype=np.float64)
-    f = shell_freqs(box, apix)
+    f = np.asarray(freq, dtype=np.float64)
     for i in range(2, len(fsc)):
         if fsc[i] < threshold:
             y0, y1 = fsc[i - 1], fsc[i]
             frac = (y0 - threshold) / (y0 - y1) if y0 > y1 else 1.0
             fx = f[i - 1] + frac * (f[i] - f[i - 1])
             return float(1.0 / fx)
-    return float(2.0 * apix)
+    return None
+
+
+def resolution_at(fsc, box: int, apix: float, threshold: float = names.FSC_GOLD) -> float:
+    """:func:`crossing` on shells 0..box//2; a curve that never crosses gives Nyquist (2 * apix)."""
+    res = crossing(shell_freqs(box, apix), fsc, threshold)
+    return float(2.0 * apix) if res is None else res
 
 
 def soft_auto_mask(vol, apix, lowpass_A=15.0, threshold=None, dilate_A=6.0, soft_A=6.0,

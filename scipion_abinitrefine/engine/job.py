@@ -13,18 +13,17 @@ import os
 import signal
 import threading
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict
 
 import numpy as np
 
-from . import bounds, io, outdir, so3
-from .sgd import SGDParams, SGDRun
+from . import bounds, io, names, outdir, so3
+from .params import FEW_PER_HALF, MIN_PER_HALF, JobParams, data_errors  # noqa: F401 (re-exported)
+from .sgd import SGDRun
 
 # parameters a --continue may change: they do not change results
 RESUME_FREE = ("backend", "checkpoint_minutes", "keep_checkpoint")
 FIRST_CHECKPOINT_ITER = 3  # a checkpoint this early, then every checkpoint_minutes
-MIN_PER_HALF = 20  # fewer particles in a half give no meaningful FSC: refused
-FEW_PER_HALF = 1000  # fewer: a warning (resolution and the verdict are weakly determined)
 MAX_CONSTANT_FRACTION = 0.01  # constant (e.g. all-zero) images beyond this fraction: refused
 # Random starts compete until the Fourier radius has grown this much past the initial one. At the initial
 # radius they cannot be told apart: on the demo phantom at SNR 0.01 (20 A start, 4 starts of one half) the
@@ -86,29 +85,6 @@ class JobInterrupted(Exception):
                          "and --continue")
 
 
-@dataclass
-class JobParams(SGDParams):
-    num_particles: int = 0  # 0 = all
-    align_res_A: float = 20.0
-    align_every: int = 50  # iterations between half-map alignments
-    split_by_micrograph: bool = False
-    backend: str = "cpu"
-    checkpoint_minutes: float = 5.0
-    # particles the final model explains no better than noise (log marginal likelihood ratio < 0) go to
-    # the unused output instead of particles.star
-    exclude_junk: bool = False
-    # the checkpoint (two working-box models and curvatures, poses) is removed once result.json is written
-    keep_checkpoint: bool = False
-    # random starts per half: they run the initial iterations and the start of the resolution ramp; the better
-    # half of them by how well their model explains the half's images (mean log marginal likelihood ratio on
-    # a fixed subset) goes on at 1.15 x the initial radius, the best one at 1.3 x; 1 = no choice
-    n_starts: int = 8
-
-    def sgd_params(self) -> SGDParams:
-        names = {f.name for f in fields(SGDParams)}
-        return SGDParams(**{k: v for k, v in asdict(self).items() if k in names})
-
-
 def validate(params: JobParams, ps) -> None:
     """Every check that can fail before hours of compute; messages name the parameter."""
     errors = bounds.check(params)
@@ -118,19 +94,9 @@ def validate(params: JobParams, ps) -> None:
     if n_use // 2 < MIN_PER_HALF:
         raise JobInputError(f"{n_use} particles give {n_use // 2} per half-set: a gold-standard FSC needs at least "
                             f"{MIN_PER_HALF} per half (thousands for a meaningful one); add particles")
-    try:
-        params.sgd_params().validate(ps.box, ps.apix, n_use)
-    except ValueError as e:
-        raise JobInputError(str(e)) from None
-    if params.align_res_A < params.max_res_A:
-        raise JobInputError(f"Half-map alignment resolution {params.align_res_A} A is finer than the maximum "
-                            f"resolution {params.max_res_A} A: the halves would share high-resolution "
-                            f"information; use a coarser alignment resolution (default 20 A)")
-    if params.align_res_A < 2 * ps.apix:
-        raise JobInputError(f"Half-map alignment resolution {params.align_res_A} A is beyond Nyquist")
-    if n_use // 2 < params.final_minibatch:
-        raise JobInputError(f"each half gets {n_use // 2} particles, fewer than the final minibatch size "
-                            f"{params.final_minibatch}: lower the minibatch sizes or use more particles")
+    errors = data_errors(params, ps.box, ps.apix, n_use)
+    if errors:
+        raise JobInputError("; ".join(errors))
 
 
 def start_seed(seed: int, half: int, start: int) -> int:
@@ -401,10 +367,10 @@ class Job:
             if self.stop_signal is not None:  # the stage-"final" checkpoint is on disk: the pass reruns
                 raise JobInterrupted(self.stop_signal, A.iteration, self.out, saved=False)
         apix = self.ps.apix
-        io.write_mrc(os.path.join(self.out, "half_map_A.mrc"), maps["A"], apix)
-        io.write_mrc(os.path.join(self.out, "half_map_B.mrc"), maps["B"], apix)
+        io.write_mrc(os.path.join(self.out, names.OUT_HALF_A), maps["A"], apix)
+        io.write_mrc(os.path.join(self.out, names.OUT_HALF_B), maps["B"], apix)
         avg = 0.5 * (maps["A"] + maps["B"])
-        io.write_mrc(os.path.join(self.out, "map.mrc"), avg, apix)
+        io.write_mrc(os.path.join(self.out, names.OUT_MAP), avg, apix)
         # the phase-randomisation's fixed seed: `abinitrefine fsc` on the half-maps gives the same curve
         gs = fsc.gold_standard_fsc(maps["A"], maps["B"], apix)
         report.write_fsc(self.out, gs, self.ps.box, apix)
@@ -438,25 +404,25 @@ class Job:
         unused = np.flatnonzero(~seen)
         out_ps = self.ps.with_poses(rot, tilt, psi, ox, oy, half=self.half)._derive(loglik=loglik, maxprob=maxprob)
         out_ps = out_ps.subset(used)
-        io.write_star(os.path.join(self.out, "particles.star"), out_ps)
+        io.write_star(os.path.join(self.out, names.OUT_PARTICLES), out_ps)
         un = self.ps.subset(unused)
         un.half = None
         un.rot = un.tilt = un.psi = un.origin_x = un.origin_y = None
-        io.write_star(os.path.join(self.out, "unused.star"), un)
+        io.write_star(os.path.join(self.out, names.OUT_UNUSED), un)
         log = self.full_log()
-        with outdir.atomic(os.path.join(self.out, "log.json")) as tmp, open(tmp, "w") as f:
+        with outdir.atomic(os.path.join(self.out, names.OUT_LOG)) as tmp, open(tmp, "w") as f:
             json.dump({"iterations": log, "alignments": self.alignments}, f, indent=1)
         report.write_figures(self.out, maps["A"], maps["B"], out_ps, log)
         result = dict(resolution_A=float(gs["resolution"]), n_used=int(len(used)), n_unused=int(len(unused)),
                       n_half_A=int(np.sum(self.half[used] == 1)), n_half_B=int(np.sum(self.half[used] == 2)),
                       apix=float(apix), box=int(self.ps.box), iterations=int(A.iteration),
                       verdict=vd["verdict"], convergence=vd, starts=self.starts, params=asdict(self.p))
-        with outdir.atomic(os.path.join(self.out, outdir.RESULT)) as tmp, open(tmp, "w") as f:  # last: the manifest
+        with outdir.atomic(os.path.join(self.out, names.OUT_RESULT)) as tmp, open(tmp, "w") as f:  # last: the manifest
             json.dump(result, f, indent=1)
         self.stage = "done"
         if not self.p.keep_checkpoint and os.path.exists(self.ckpt):
             os.remove(self.ckpt)  # every output is written: nothing left to continue
-        self.say(f"gold-standard resolution (FSC 0.143, corrected): {gs['resolution']:.2f} A; "
+        self.say(f"gold-standard resolution (FSC {names.FSC_GOLD}, corrected): {gs['resolution']:.2f} A; "
                  f"{len(used)} particles used, {len(unused)} unused; outputs in {self.out}")
         return result
 

@@ -18,12 +18,10 @@ import os
 import shutil
 import socket
 
+from .names import CHECKPOINT, OUTPUTS  # noqa: F401 (the job's files; re-exported)
+from .names import OUT_RESULT as RESULT
+
 LOCK = ".abinitrefine.lock"
-RESULT = "result.json"
-CHECKPOINT = "checkpoint.npz"
-# files that mark a directory as holding a job's outputs (result.json last: a complete set)
-OUTPUTS = ("particles.star", "unused.star", "half_map_A.mrc", "half_map_B.mrc", "map.mrc", "fsc.csv",
-           "fsc.star", "fsc.png", "slices.png", "angdist.png", "convergence.png", "log.json", RESULT)
 SPACE_MARGIN = 1.5  # free space asked for beyond the estimate (temporary copies, logs)
 
 

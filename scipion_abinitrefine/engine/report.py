@@ -5,6 +5,7 @@ import os
 
 import numpy as np
 
+from . import names
 from .outdir import atomic
 
 
@@ -28,12 +29,12 @@ def write_fsc(out: str, gs: dict, box: int, apix: float) -> None:
     freq = np.asarray(gs["freq"])
     res = np.where(freq > 0, 1.0 / np.maximum(freq, 1e-12), np.inf)
     cols = ["fsc_unmasked", "fsc_masked", "fsc_corrected"]
-    with atomic(os.path.join(out, "fsc.csv")) as tmp, open(tmp, "w") as f:
+    with atomic(os.path.join(out, names.OUT_FSC)) as tmp, open(tmp, "w") as f:
         f.write("shell,freq_1_per_A,resolution_A," + ",".join(cols) + "\n")
         for i in range(len(shell)):
             f.write(f"{int(shell[i])},{freq[i]:.6f},{res[i]:.4f}," +
                     ",".join(f"{float(gs[c][i]):.5f}" for c in cols) + "\n")
-    with atomic(os.path.join(out, "fsc.star")) as tmp, open(tmp, "w") as f:
+    with atomic(os.path.join(out, names.OUT_FSC_STAR)) as tmp, open(tmp, "w") as f:
         f.write("\n# version 30001\n\ndata_general\n\n")
         f.write(f"_rlnFinalResolution {gs['resolution']:.4f}\n\ndata_fsc\n\nloop_\n")
         f.write("_rlnSpectralIndex #1\n_rlnResolution #2\n_rlnAngstromResolution #3\n"
@@ -46,14 +47,14 @@ def write_fsc(out: str, gs: dict, box: int, apix: float) -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
     for c, lab in zip(cols, ["unmasked", "masked", "corrected (phase randomisation)"]):
         ax.plot(freq, gs[c], label=lab)
-    ax.axhline(0.143, color="k", lw=0.8, ls="--")
+    ax.axhline(names.FSC_GOLD, color="k", lw=0.8, ls="--")
     ax.set_xlabel("spatial frequency (1/A)")
     ax.set_ylabel("FSC")
     ax.set_ylim(-0.1, 1.05)
-    ax.set_title(f"gold-standard FSC: {gs['resolution']:.2f} A at 0.143")
+    ax.set_title(f"gold-standard FSC: {gs['resolution']:.2f} A at {names.FSC_GOLD}")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    _save(fig, os.path.join(out, "fsc.png"), 100)
+    _save(fig, os.path.join(out, names.FIG_FSC), 100)
     plt.close(fig)
 
 
@@ -68,7 +69,7 @@ def write_figures(out: str, map_a, map_b, ps, log) -> None:
             ax[r, c].set_axis_off()
             ax[r, c].set_title(f"half {name} {'zyx'[c]} = centre", fontsize=8)
     fig.tight_layout()
-    _save(fig, os.path.join(out, "slices.png"), 80)
+    _save(fig, os.path.join(out, names.FIG_SLICES), 80)
     plt.close(fig)
     fig, ax = plt.subplots(figsize=(7, 3.5))
     if ps.rot is not None and len(ps.rot):
@@ -77,7 +78,7 @@ def write_figures(out: str, map_a, map_b, ps, log) -> None:
     ax.set_ylabel("tilt (deg)")
     ax.set_title("angular distribution of the used particles")
     fig.tight_layout()
-    _save(fig, os.path.join(out, "angdist.png"), 80)
+    _save(fig, os.path.join(out, names.FIG_ANGDIST), 80)
     plt.close(fig)
     fig, ax = plt.subplots(1, 2, figsize=(9, 3.5))
     for name in ("A", "B"):
@@ -90,5 +91,5 @@ def write_figures(out: str, map_a, map_b, ps, log) -> None:
         a.set_xlabel("iteration")
         a.legend()
     fig.tight_layout()
-    _save(fig, os.path.join(out, "convergence.png"), 80)
+    _save(fig, os.path.join(out, names.FIG_CONVERGENCE), 80)
     plt.close(fig)

@@ -33,63 +33,14 @@ from __future__ import annotations
 
 import functools
 import time
-from dataclasses import dataclass
 
 import numpy as np
 
-from . import fourier, refine, so3
+from . import fourier, names, refine, so3
 from .backend import get_backend
 from .ctf import ctf_at
+from .params import SGDParams  # noqa: F401 (the parameters of SGDRun, re-exported)
 from .search import PoseSearch
-
-
-@dataclass
-class SGDParams:
-    max_res_A: float = 6.0
-    init_res_A: float = 35.0
-    init_iters: int = 200
-    final_iters: int = 300
-    radius_step: float = 0.04
-    init_minibatch: int = 90
-    final_minibatch: int = 300
-    minibatch_switch_iter: int = 300
-    init_lr: float = 0.4
-    lr_duration: int = 100
-    final_lr: float = 0.05
-    target_ess_fraction: float = 0.011
-    mask_diameter_A: float = 0.0  # 0 = auto (85% of the box)
-    max_shift_frac: float = 0.1  # of the box
-    top_k: int = 8
-    # The final poses are what users take downstream: a wider beam there is cheap (one pass) and, with the
-    # true map at SNR 0.05 / box 64 / 5 A, brings the median angular error from 3.8 (8) to 2.9 deg (32).
-    final_top_k: int = 32
-    n_backproject: int = 4
-    # polish each particle's best final pose continuously (rotation + sub-pixel origin, engine/refine.py):
-    # the search ends on its grid, and downstream local refinement starts from these poses
-    final_refine: bool = True
-    # poses per image drawn from the coarse posterior outside the beam (search.PoseSearch.search)
-    n_samples: int = 32
-    # weight each image by the posterior probability that the model, not noise alone, explains it
-    # (sigmoid of its log marginal likelihood ratio): junk that the model cannot explain steers it less
-    junk_weighting: bool = True
-    noise_prior_images: float = 50.0
-    pad: int = 2
-    seed: int = 0
-
-    def validate(self, box: int, apix: float, n_particles: int):
-        """Raise ValueError naming the parameter for settings that cannot work."""
-        nyq = 2.0 * apix
-        if self.max_res_A < nyq - 1e-6:
-            raise ValueError(f"Maximum resolution {self.max_res_A} A is finer than Nyquist ({nyq:.2f} A at "
-                             f"{apix} A/px): set it to {nyq:.2f} A or coarser")
-        if self.init_res_A < self.max_res_A:
-            raise ValueError(f"Initial resolution {self.init_res_A} A must be coarser than (>=) the maximum "
-                             f"resolution {self.max_res_A} A")
-        if n_particles < 2 * self.final_minibatch:
-            raise ValueError(f"{n_particles} particles are fewer than 2 x final minibatch size "
-                             f"({self.final_minibatch}): lower the minibatch sizes or add particles")
-        if box % 2:
-            raise ValueError(f"box size {box} is odd: re-extract the particles with an even box")
 
 
 def normalise_images(img: np.ndarray, radius_px: float) -> np.ndarray:
@@ -138,7 +89,7 @@ class SGDRun:
         self.be = get_backend(backend) if isinstance(backend, str) else backend
         self.box = D = particles.box
         self.apix = particles.apix
-        mask_d = params.mask_diameter_A or 0.85 * D * self.apix
+        mask_d = params.mask_diameter_A or names.AUTO_MASK_FRACTION * D * self.apix
         self.rp = 0.5 * mask_d / self.apix  # particle/window radius, px
         self.r_init = D * self.apix / params.init_res_A
         self.r_max = min(D * self.apix / params.max_res_A, D / 2 - 1)

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import fourier
+from . import fourier, names
 
 CONVERGED, FAILED, UNDETERMINED = "converged", "failed", "undetermined"
 BAND_FACTOR = 1.5  # the independent band: align_res / BAND_FACTOR .. align_res
-MIN_AGREEMENT = 0.143  # and never less than the gold-standard threshold
+MIN_AGREEMENT = names.FSC_GOLD  # and never less than the gold-standard threshold
 
 
 def noise_fsc_sigma(mask: np.ndarray) -> np.ndarray:

@@ -17,6 +17,7 @@ from pyworkflow import BETA
 from pyworkflow.protocol.constants import LEVEL_ADVANCED
 
 from .. import constants as C
+from ..engine import params as jobparams
 
 
 class ProtAbInitioRefine(ProtRefine3D):
@@ -51,96 +52,40 @@ class ProtAbInitioRefine(ProtRefine3D):
                        help="Yes: run on the GPU when one is visible (CUDA), otherwise on the CPU. "
                             "No: always run on the CPU (threads from the parallelization section).")
 
-        form.addSection(label="Input")
-        form.addParam("inputParticles", params.PointerParam, pointerClass="SetOfParticles",
-                      pointerCondition="hasCTF", important=True, label="Input particles",
-                      help="Particles with CTF parameters (poses are not needed and are ignored). "
-                           "Images are used in place when they are MRC stacks; other formats are converted.")
-        form.addParam("numParticles", params.IntParam, default=0, label="Num particles to use",
-                      help="Number of particles, taken at random and split evenly between the two half-sets, to "
-                           "use for the reconstruction (0 = all). The others are returned as unused particles.")
-        form.addParam("symmetry", params.StringParam, default="C1", label="Symmetry",
-                      help="Only C1 is supported: ab-initio reconstruction in C1 avoids imposing a wrong "
-                           "symmetry on a map that is not known yet. Symmetrise in a later refinement.")
-
-        form.addSection(label="Ab-initio")
-        form.addParam("maxRes", params.FloatParam, default=C.DEFAULT_MAX_RES, label="Maximum resolution (A)",
-                      help="Finest resolution the SGD reaches (CryoSPARC Ab-Initio Reconstruction: 12 A; "
-                           "Homogeneous Ab-Initio Refinement pushes it to about 3 A with enough good particles). "
-                           "Must not be finer than Nyquist (2 x pixel size); use the wizard for Nyquist.")
-        form.addParam("initRes", params.FloatParam, default=C.DEFAULT_INIT_RES, label="Initial resolution (A)",
-                      help="Resolution of the first iterations (annealing from random starts).")
-        line = form.addLine("Minibatch size", help="Particles per SGD iteration, before and after the switch "
-                            "iteration (CryoSPARC: 90 / 300; small particles may need 300 / 1000).")
-        line.addParam("initMinibatch", params.IntParam, default=C.DEFAULT_INIT_MINIBATCH, label="initial")
-        line.addParam("finalMinibatch", params.IntParam, default=C.DEFAULT_FINAL_MINIBATCH, label="final")
-        form.addParam("minibatchSwitch", params.IntParam, default=C.DEFAULT_MINIBATCH_SWITCH,
-                      expertLevel=LEVEL_ADVANCED, label="Minibatch switch iteration",
-                      help="Iteration at which the minibatch size goes from the initial to the final size.")
-        line = form.addLine("Number of iterations",
-                            help="Initial iterations are run at the initial resolution (annealing); final "
-                                 "iterations at the maximum resolution, after the resolution ramp.")
-        line.addParam("initIters", params.IntParam, default=C.DEFAULT_INIT_ITERS, label="initial")
-        line.addParam("finalIters", params.IntParam, default=C.DEFAULT_FINAL_ITERS, label="final")
-        form.addParam("radiusStep", params.FloatParam, default=C.DEFAULT_RADIUS_STEP,
-                      label="Fourier radius step",
-                      help="Growth of the Fourier radius (in pixels of the working box) per iteration between "
-                           "the initial and the maximum resolution. Smaller = longer, safer ramp.")
-        form.addParam("initLR", params.FloatParam, default=C.DEFAULT_INIT_LR, expertLevel=LEVEL_ADVANCED,
-                      label="Initial learning rate", help="SGD step size at the start (CryoSPARC: 0.4).")
-        form.addParam("lrDuration", params.IntParam, default=C.DEFAULT_LR_DURATION, expertLevel=LEVEL_ADVANCED,
-                      label="Initial learning rate duration",
-                      help="Iterations at the initial learning rate before it decays.")
-        form.addParam("targetESS", params.FloatParam, default=C.DEFAULT_TARGET_ESS, expertLevel=LEVEL_ADVANCED,
-                      label="Target 3D ESS fraction",
-                      help="Fraction of the poses that should carry posterior mass early on; sets the initial "
-                           "noise scale (annealing). CryoSPARC default: 0.011.")
-        form.addParam("poseSamples", params.IntParam, default=C.DEFAULT_POSE_SAMPLES, expertLevel=LEVEL_ADVANCED,
-                      label="Pose samples per image",
-                      help="Poses drawn per image from the coarse posterior, beyond the best ones, so that the "
-                           "update marginalises over poses while the posterior is broad (low SNR, low "
-                           "resolution). 0 = best poses only (fails on low-SNR data).")
-        form.addParam("numStarts", params.IntParam, default=C.DEFAULT_N_STARTS, expertLevel=LEVEL_ADVANCED,
-                      label="Random starts per half",
-                      help="Each half-set runs this many random initial models through the initial iterations "
-                           "and the start of the resolution ramp: at 1.15 x the initial Fourier radius the better "
-                           "half of them goes on, at 1.3 x the one whose model explains the half's images best "
-                           "(likelihood against noise alone, on the same images). On low-SNR data some random "
-                           "starts stay stuck at low resolution where others converge. Each extra start costs "
-                           "those iterations once more. 1 = one start.")
-        form.addParam("junkWeighting", params.BooleanParam, default=True, expertLevel=LEVEL_ADVANCED,
-                      label="Down-weight junk?",
-                      help="Weight each image by the probability that the model, rather than noise alone, "
-                           "explains it, so that junk steers the model less.")
-        form.addParam("excludeJunk", params.BooleanParam, default=False,
-                      label="Junk to the unused particles?",
-                      help="Particles that the final model explains no better than noise (negative "
-                           "rlnLogLikeliContribution) go to the unused particles instead of the output.")
-        form.addParam("maskDiameter", params.FloatParam, default=0.0, label="Window/mask diameter (A)",
-                      help="Diameter of the soft spherical window applied to the models (A). 0 = automatic "
-                           "(85% of the box). The wizard proposes it from the box size and the pixel size.")
-
-        form.addSection(label="Gold standard")
-        form.addParam("alignRes", params.FloatParam, default=C.DEFAULT_ALIGN_RES,
-                      label="Half-map alignment resolution (A)",
-                      help="The two half-maps are aligned to each other using only information up to this "
-                           "resolution (default 20 A), so that they stay independent beyond it. Must be "
-                           "coarser than the maximum resolution.")
-        form.addParam("alignEvery", params.IntParam, default=C.DEFAULT_ALIGN_EVERY, expertLevel=LEVEL_ADVANCED,
-                      label="Iterations between half-map alignments",
-                      help="How often half B's model is aligned to half A's (rotation, shift, hand) during the "
-                           "SGD, from the end of the initial iterations on; the halves are also aligned once at "
-                           "the end. 0 = only at the end.")
-        form.addParam("splitByMicrograph", params.BooleanParam, default=False,
-                      label="Keep micrographs in one half-set?",
-                      help="Put all particles of a micrograph into the same half-set, so that particles that "
-                           "share a micrograph (and its noise, drift and CTF errors) never sit in both halves.")
-        form.addParam("seed", params.IntParam, default=C.DEFAULT_SEED, expertLevel=LEVEL_ADVANCED,
-                      label="Random seed",
-                      help="Seed of the half-set split, the particle order and the random initial models. "
-                           "The same seed and inputs give the same result.")
+        for section in jobparams.SECTIONS:
+            form.addSection(label=section)
+            if section == "Input":
+                form.addParam("inputParticles", params.PointerParam, pointerClass="SetOfParticles",
+                              pointerCondition="hasCTF", important=True, label="Input particles",
+                              help="Particles with CTF parameters (poses are not needed and are ignored). Images "
+                                   "are used in place when they are MRC stacks; other formats are converted.")
+            self._addJobParams(form, section)
+            if section == "Input":
+                form.addParam("symmetry", params.StringParam, default="C1", label="Symmetry",
+                              help="Only C1 is supported: ab-initio reconstruction in C1 avoids imposing a wrong "
+                                   "symmetry on a map that is not known yet. Symmetrise in a later refinement.")
 
         form.addParallelSection(threads=2, mpi=0)
+
+    @staticmethod
+    def _addJobParams(form, section):
+        """The job's parameters of one form section, from the engine's parameter table (engine/params.py)."""
+        kinds = {int: params.IntParam, float: params.FloatParam, bool: params.BooleanParam}
+        lines = {}
+        for name, f in jobparams.form_fields():
+            m = f.metadata
+            if m["section"] != section:
+                continue
+            kw = dict(default=jobparams.default(f), label=m["form_label"], help=m["help"])
+            if m["advanced"]:
+                kw["expertLevel"] = LEVEL_ADVANCED
+            if m["line"]:
+                if m["line"] not in lines:
+                    label, hlp = jobparams.LINES[m["line"]]
+                    lines[m["line"]] = form.addLine(label, help=hlp)
+                lines[m["line"]].addParam(name, kinds[jobparams.kind(f)], **kw)
+            else:
+                form.addParam(name, kinds[jobparams.kind(f)], **kw)
 
     # -------------------------- INSERT steps functions ----------------------
     def _insertAllSteps(self):
@@ -168,35 +113,18 @@ class ProtAbInitioRefine(ProtRefine3D):
             json.dump([[k[0], k[1], pid] for k, pid in keys.items()], f)
 
     def _getJobArgs(self):
-        """The job options (CryoSPARC-named) as a list of command-line arguments."""
-        num = self.numParticles.get() or 0
-        args = [
-            "--num-particles", num,
-            "--max-res", self.maxRes.get(),
-            "--init-res", self.initRes.get(),
-            "--init-minibatch", self.initMinibatch.get(),
-            "--final-minibatch", self.finalMinibatch.get(),
-            "--minibatch-switch", self.minibatchSwitch.get(),
-            "--init-iters", self.initIters.get(),
-            "--final-iters", self.finalIters.get(),
-            "--fourier-radius-step", self.radiusStep.get(),
-            "--init-lr", self.initLR.get(),
-            "--lr-duration", self.lrDuration.get(),
-            "--target-ess", self.targetESS.get(),
-            "--seed", self.seed.get(),
-            "--align-res", self.alignRes.get(),
-            "--align-every", self.alignEvery.get(),
-            "--mask-diameter", self.maskDiameter.get() or 0.0,
-            "--pose-samples", self.poseSamples.get(),
-            "--starts", self.numStarts.get(),
-        ]
-        if self.splitByMicrograph:
-            args.append("--split-by-micrograph")
-        if not self.junkWeighting:
-            args.append("--no-junk-weighting")
-        if self.excludeJunk:
-            args.append("--exclude-junk")
-        return [str(a) for a in args]
+        """The job options (CryoSPARC-named) as command-line arguments: every form field of the engine's
+        parameter table with its flag; a boolean's flag only when the form flips its default."""
+        args = []
+        for name, f in jobparams.form_fields():
+            v = getattr(self, name).get()
+            flag = f.metadata["flag"]
+            if jobparams.kind(f) is bool:
+                if v is not None and bool(v) == jobparams.bool_flag_value(f):
+                    args.append(flag)
+            else:
+                args += [flag, str(jobparams.default(f) if v is None else v)]
+        return args
 
     def getGpuList(self):
         """No GPUs when the form says CPU: a queue's submission (GPU_COUNT) then asks for none."""
@@ -334,43 +262,31 @@ class ProtAbInitioRefine(ProtRefine3D):
             errors.append("Input particles have no CTF: estimate the CTF of the micrographs and extract the "
                           "particles again (or import them with their CTF parameters).")
         box = parts.getXDim()
-        if box is not None and box % 2:
-            errors.append(f"Input particles: the box size {box} px is odd; re-extract (or crop/pad) the particles "
-                          "with an even box size.")
-        apix = parts.getSamplingRate()
-        nyquist = 2.0 * apix
-        if self.maxRes.get() < nyquist - 1e-6:
-            errors.append(f"Maximum resolution ({self.maxRes.get():g} A) is finer than Nyquist ({nyquist:g} A at "
-                          f"{apix:g} A/px): set it to {nyquist:g} A or coarser.")
-        if self.initRes.get() < self.maxRes.get():
-            errors.append(f"Initial resolution ({self.initRes.get():g} A) must be coarser than (>=) the maximum "
-                          f"resolution ({self.maxRes.get():g} A): raise the initial resolution.")
-        if self.alignRes.get() < self.maxRes.get():
-            errors.append(f"Half-map alignment resolution ({self.alignRes.get():g} A) is finer than the maximum "
-                          f"resolution ({self.maxRes.get():g} A): the half-maps would share high-resolution "
-                          "information; set it coarser (default 20 A).")
-        nUse = parts.getSize()
-        if self.numParticles.get() and self.numParticles.get() > 0:
-            nUse = min(nUse, self.numParticles.get())
-        if nUse < 2 * self.finalMinibatch.get():
-            errors.append(f"Only {nUse} particles would be used, fewer than 2 x final minibatch size "
-                          f"({2 * self.finalMinibatch.get()}): lower 'Minibatch size' (initial and final) or "
-                          "'Num particles to use' = 0 (all), or add particles.")
         if str(self.symmetry.get()).strip().upper() not in C.SYMMETRY_CHOICES:
             errors.append(f"Symmetry '{self.symmetry.get()}' is not supported: only C1 is; run in C1 and impose "
                           "symmetry in a later refinement.")
-        # every numeric bound, from the engine's one table, on the options this form gives the job
+        # every bound and every check on the data, from the engine's parameter table, on the options this form
+        # gives the job (the engine's messages name fields; the form's user knows the labels)
         from ..cli import job_params_from_args
         from ..engine import bounds
 
         try:
-            errors += bounds.check(job_params_from_args(self._getJobArgs() + self._getComputeArgs()))
+            p = job_params_from_args(self._getJobArgs() + self._getComputeArgs())
         except SystemExit:  # argparse refused a value (it printed why)
-            errors.append("A parameter value could not be read: check the numeric fields.")
-        if self.maskDiameter.get() and box and self.maskDiameter.get() > box * apix:
-            errors.append(f"Window/mask diameter ({self.maskDiameter.get():g} A) is larger than the box "
-                          f"({box * apix:g} A): use the wizard or 0 (automatic).")
-        return errors
+            return errors + ["A parameter value could not be read: check the numeric fields."]
+        nUse = parts.getSize()
+        if p.num_particles > 0:
+            nUse = min(nUse, p.num_particles)
+        found = bounds.check(p)
+        if nUse // 2 < jobparams.MIN_PER_HALF:
+            found.append(f"Only {nUse} particles would be used ({nUse // 2} per half-set): a gold-standard FSC needs "
+                         f"at least {jobparams.MIN_PER_HALF} per half; add particles or use them all "
+                         "('Num particles to use' = 0).")
+        if box is not None:
+            found += jobparams.data_errors(p, box, parts.getSamplingRate(), nUse)
+        for f, _ in jobparams.table():
+            found = [e.replace(f" ({f.name})", "") for e in found]
+        return errors + found
 
     def _warnings(self):
         """Settings that will probably fail or mislead (the user may still go on)."""
@@ -381,9 +297,7 @@ class ProtAbInitioRefine(ProtRefine3D):
         n = parts.getSize()
         if self.numParticles.get() and self.numParticles.get() > 0:
             n = min(n, self.numParticles.get())
-        from ..engine.job import FEW_PER_HALF
-
-        if n // 2 < FEW_PER_HALF:
+        if n // 2 < jobparams.FEW_PER_HALF:
             warnings.append(f"Only {n // 2} particles per half-set: from random starts the halves may not find the "
                             "same structure, and the gold-standard FSC is weakly determined. Use more particles "
                             "if you have them.")

@@ -380,3 +380,22 @@ def check_queue(res, tiny):
     assert "#SBATCH --gres=gpu:0" in s, s  # a CPU run asks for no GPU
     assert res["job_ids"] == ["4242"], res["job_ids"]
     assert {"outputParticles", "outputVolume", "outputFSC"} <= set(res["outputs"]), res["outputs"]
+
+
+def child_form_values(values):
+    """The engine's value of each job parameter of the form: with ``values`` set ('set') and in a fresh form
+    ('fresh'), read back through the arguments the protocol gives the job's command line."""
+    from scipion_abinitrefine.cli import job_params_from_args
+    from scipion_abinitrefine.engine import params
+    from scipion_abinitrefine.protocols import ProtAbInitioRefine
+    from scipion_abinitrefine.tests.scipion_env import new_project
+
+    project = new_project("form_values")
+    fields = dict(params.form_fields())
+
+    def engine_values(prot):
+        p = job_params_from_args(prot._getJobArgs())
+        return {name: getattr(p, f.name) for name, f in fields.items()}
+
+    return dict(set=engine_values(project.newProtocol(ProtAbInitioRefine, **values)),
+                fresh=engine_values(project.newProtocol(ProtAbInitioRefine)))

@@ -8,6 +8,7 @@ from pyworkflow.protocol.constants import LEVEL_ADVANCED
 from pyworkflow.viewer import DESKTOP_TKINTER, ProtocolViewer
 
 from .. import constants as C
+from ..engine.fsc import crossing
 from ..protocols import ProtAbInitioRefine
 
 
@@ -67,7 +68,7 @@ class AbInitioRefineViewer(ProtocolViewer):
             if col in table.dtype.names:
                 ax.plot(freq, table[col], label=label)
         ax.axhline(threshold, color="k", ls="--", lw=0.8, label=f"{threshold:g}")
-        res = _crossing(freq, table["fsc_corrected"], threshold)
+        res = crossing(freq, table["fsc_corrected"], threshold)  # the rule of the job's result.json
         if res is not None:
             ax.axvline(1.0 / res, color="r", ls=":", lw=0.8)
             ax.set_title(f"Gold-standard FSC: {res:.2f} A at {threshold:g}")
@@ -126,13 +127,3 @@ class AbInitioRefineViewer(ProtocolViewer):
                 ax.imshow(sl, cmap="gray", origin="lower")
                 ax.set_axis_off()
         return plotter
-
-
-def _crossing(freq, fsc, threshold):
-    """Resolution (A) where the FSC first drops below ``threshold`` (linear interpolation), or None."""
-    freq, fsc = np.asarray(freq, float), np.asarray(fsc, float)
-    for i in range(1, len(fsc)):
-        if fsc[i] < threshold <= fsc[i - 1] and freq[i] > 0:
-            f = freq[i - 1] + (fsc[i - 1] - threshold) / (fsc[i - 1] - fsc[i]) * (freq[i] - freq[i - 1])
-            return 1.0 / f if f > 0 else None
-    return None
