@@ -6,6 +6,7 @@ the job's files and the FSC thresholds are ``engine/names.py``: both are re-read
 from .engine.names import AUTO_MASK_FRACTION as MASK_DIAMETER_FRACTION  # noqa: F401 (the wizard's window)
 from .engine.names import (  # noqa: F401 (re-exported for the Scipion layer)
     CHECKPOINT,
+    FSC_CURVES,
     FSC_GOLD,
     OUT_FSC,
     OUT_HALF_A,

@@ -23,5 +23,9 @@ OUTPUTS = (OUT_PARTICLES, OUT_UNUSED, OUT_HALF_A, OUT_HALF_B, OUT_MAP, OUT_FSC, 
 FSC_GOLD = 0.143
 FSC_TRUTH = 0.5
 
+# the gold-standard FSC curves the job writes (fsc.csv columns) and their labels in RELION's postprocess
+FSC_CURVES = (("fsc_corrected", "Corrected"), ("fsc_unmasked", "Unmasked Maps"), ("fsc_masked", "Masked Maps"),
+              ("fsc_randomized", "Phase Randomized Masked Maps"))
+
 # the automatic window/mask diameter, as a fraction of the box extent (engine and the form's wizard)
 AUTO_MASK_FRACTION = 0.85

@@ -28,7 +28,7 @@ def write_fsc(out: str, gs: dict, box: int, apix: float) -> None:
     shell = np.asarray(gs["shell"])
     freq = np.asarray(gs["freq"])
     res = np.where(freq > 0, 1.0 / np.maximum(freq, 1e-12), np.inf)
-    cols = ["fsc_unmasked", "fsc_masked", "fsc_corrected"]
+    cols = ["fsc_unmasked", "fsc_masked", "fsc_corrected", "fsc_randomized"]
     with atomic(os.path.join(out, names.OUT_FSC)) as tmp, open(tmp, "w") as f:
         f.write("shell,freq_1_per_A,resolution_A," + ",".join(cols) + "\n")
         for i in range(len(shell)):
@@ -39,13 +39,15 @@ def write_fsc(out: str, gs: dict, box: int, apix: float) -> None:
         f.write(f"_rlnFinalResolution {gs['resolution']:.4f}\n\ndata_fsc\n\nloop_\n")
         f.write("_rlnSpectralIndex #1\n_rlnResolution #2\n_rlnAngstromResolution #3\n"
                 "_rlnFourierShellCorrelationCorrected #4\n_rlnFourierShellCorrelationUnmaskedMaps #5\n"
-                "_rlnFourierShellCorrelationMaskedMaps #6\n")
+                "_rlnFourierShellCorrelationMaskedMaps #6\n"
+                "_rlnCorrectedFourierShellCorrelationPhaseRandomizedMaskedMaps #7\n")
         for i in range(len(shell)):
             f.write(f"{int(shell[i])} {freq[i]:.6f} {min(res[i], 999.0):.4f} {float(gs['fsc_corrected'][i]):.5f} "
-                    f"{float(gs['fsc_unmasked'][i]):.5f} {float(gs['fsc_masked'][i]):.5f}\n")
+                    f"{float(gs['fsc_unmasked'][i]):.5f} {float(gs['fsc_masked'][i]):.5f} "
+                    f"{float(gs['fsc_randomized'][i]):.5f}\n")
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 4))
-    for c, lab in zip(cols, ["unmasked", "masked", "corrected (phase randomisation)"]):
+    for c, lab in zip(cols, ["unmasked", "masked", "corrected (phase randomisation)", "phase-randomised masked"]):
         ax.plot(freq, gs[c], label=lab)
     ax.axhline(names.FSC_GOLD, color="k", lw=0.8, ls="--")
     ax.set_xlabel("spatial frequency (1/A)")

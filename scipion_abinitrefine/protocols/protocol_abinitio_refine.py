@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pyworkflow.protocol.params as params
 import pyworkflow.utils as pwutils
-from pwem.objects import FSC, Float, Integer, SetOfParticles, Volume
+from pwem.objects import FSC, Float, Integer, SetOfFSCs, SetOfParticles, Volume
 from pwem.protocols import ProtRefine3D
 from pyworkflow import BETA
 from pyworkflow.protocol.constants import LEVEL_ADVANCED
@@ -40,6 +40,7 @@ class ProtAbInitioRefine(ProtRefine3D):
         "outputParticles": SetOfParticles,
         "outputVolume": Volume,
         "outputFSC": FSC,
+        "outputFSCs": SetOfFSCs,
         "outputUnusedParticles": SetOfParticles,
     }
 
@@ -218,14 +219,23 @@ class ProtAbInitioRefine(ProtRefine3D):
         vol.setHalfMaps([self._getJobDir(C.OUT_HALF_A), self._getJobDir(C.OUT_HALF_B)])
         vol.setObjComment("average of the two gold-standard half-maps")
 
-        fsc = FSC(objLabel=f"FSC (0.143: {result.get('resolution_A', float('nan')):.2f} A)")
+        fsc = FSC(objLabel=f"FSC ({C.FSC_GOLD}: {result.get('resolution_A', float('nan')):.2f} A)")
         freq, values = self._readFsc()
         fsc.setData(freq.tolist(), values.tolist())
+        # every curve of the job's gold-standard FSC, labelled as RELION's postprocess labels them
+        fscs = self._createSetOfFSCs()
+        for column, label in C.FSC_CURVES:
+            freq, values = self._readFsc(column)
+            curve = FSC(objLabel=label)
+            curve.setData(freq.tolist(), values.tolist())
+            fscs.append(curve)
+        fscs.write()
 
-        self._defineOutputs(outputParticles=outSet, outputVolume=vol, outputFSC=fsc)
+        self._defineOutputs(outputParticles=outSet, outputVolume=vol, outputFSC=fsc, outputFSCs=fscs)
         self._defineTransformRelation(self.inputParticles, outSet)
         self._defineSourceRelation(self.inputParticles, vol)
         self._defineSourceRelation(self.inputParticles, fsc)
+        self._defineSourceRelation(self.inputParticles, fscs)
         if unusedSet.getSize():
             self._defineOutputs(outputUnusedParticles=unusedSet)
             self._defineSourceRelation(self.inputParticles, unusedSet)

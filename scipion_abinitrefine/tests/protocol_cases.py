@@ -15,7 +15,7 @@ import time
 import numpy as np
 
 from scipion_abinitrefine.convert import poses, stack_key
-from scipion_abinitrefine.engine import io
+from scipion_abinitrefine.engine import io, names
 
 PROJECT = "abinitrefine_protocol"
 N, BOX, APIX, NUM_USE = 200, 32, 4.0, 180
@@ -255,13 +255,15 @@ def child_read(prot_id):
     writeSetOfParticles(prot.outputParticles, relion_star, outputDir=os.path.dirname(relion_star))
     vol = prot.outputVolume
     x, y = prot.outputFSC.getData()
+    fscs = [dict(label=f.getObjLabel(), x=list(f.getData()[0]), y=list(f.getData()[1]))
+            for f in prot.outputFSCs.iterItems(orderBy="id")]
     return dict(input_ids=[int(p.getObjId()) for p in inp.iterItems(orderBy="id")], used=used, unused=unused,
                 alignment=str(prot.outputParticles.getAlignment()),
                 out_sampling=prot.outputParticles.getSamplingRate(),
                 volume=os.path.abspath(vol.getFileName()), vol_sampling=vol.getSamplingRate(),
                 half_maps=[os.path.abspath(h) for h in vol.getHalfMaps().split(",")] if isinstance(
                     vol.getHalfMaps(), str) else [os.path.abspath(h) for h in vol.getHalfMaps()],
-                fsc_x=[float(v) for v in x], fsc_y=[float(v) for v in y],
+                fsc_x=[float(v) for v in x], fsc_y=[float(v) for v in y], fscs=fscs,
                 job_dir=os.path.abspath(prot._getJobDir()), relion_star=relion_star, summary=prot.summary(),
                 methods=prot.methods(),
                 citations=prot.citations())
@@ -346,6 +348,11 @@ def check_volume_and_fsc(out):
     assert len(out["fsc_x"]) == len(table) > 5
     assert np.allclose(out["fsc_x"], table["freq_1_per_A"]) and np.allclose(out["fsc_y"], table["fsc_corrected"])
     assert np.all(np.diff(out["fsc_x"]) > 0) and math.isclose(out["fsc_x"][-1], 1 / (2 * APIX), rel_tol=0.05)
+    # the SetOfFSCs: every curve of fsc.csv under RELION postprocess's label
+    assert [f["label"] for f in out["fscs"]] == [lab for _, lab in names.FSC_CURVES], out["fscs"]
+    for f, (col, _) in zip(out["fscs"], names.FSC_CURVES):
+        assert np.allclose(f["x"], table["freq_1_per_A"]) and np.allclose(f["y"], table[col]), f["label"]
+    assert not np.allclose(table["fsc_randomized"], table["fsc_masked"])  # four curves, not one four times
     assert any("resolution" in s for s in out["summary"]) and out["methods"]
     assert any("CONVERGED" in s for s in out["summary"]), out["summary"]  # the verdict, either way
     # the form's random starts reached the job: each half kept one of them

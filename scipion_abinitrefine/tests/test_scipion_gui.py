@@ -154,8 +154,8 @@ def check_gui(res):
         assert os.path.getsize(p["file"]) > 5000, (name, p)
         with open(p["file"], "rb") as f:
             assert f.read(8) == b"\x89PNG\r\n\x1a\n"
-    # three curves, the threshold line and the resolution marker
-    assert plots["showFsc"]["n_lines"] == 5 and " A at 0.143" in plots["showFsc"]["titles"][0], plots["showFsc"]
+    # RELION postprocess's four curves, the threshold line and the resolution marker
+    assert plots["showFsc"]["n_lines"] == 6 and " A at 0.143" in plots["showFsc"]["titles"][0], plots["showFsc"]
     assert plots["showConvergence"]["n_axes"] == 2 and plots["showConvergence"]["n_lines"] == 4
     assert plots["showSlices"]["n_images"] == 6
 

@@ -63,8 +63,7 @@ class AbInitioRefineViewer(ProtocolViewer):
         plotter = Plotter(windowTitle="Gold-standard FSC", figsize=(7, 5))
         ax = plotter.createSubPlot("Gold-standard FSC between the half-maps", "Resolution (1/A)", "FSC")
         freq = table["freq_1_per_A"]
-        for col, label in (("fsc_unmasked", "unmasked"), ("fsc_masked", "masked"),
-                           ("fsc_corrected", "corrected (phase randomisation)")):
+        for col, label in C.FSC_CURVES:  # RELION postprocess's curves and labels
             if col in table.dtype.names:
                 ax.plot(freq, table[col], label=label)
         ax.axhline(threshold, color="k", ls="--", lw=0.8, label=f"{threshold:g}")
