@@ -9,6 +9,7 @@ from emtable import Table
 from scipion_abinitrefine.engine import io
 from scipion_abinitrefine.engine.ctf import CTFParams
 from scipion_abinitrefine.engine.io import ParticleInputError
+from scipion_abinitrefine.testing.sources import ArrayParticles
 
 
 def _stack(path, n, box, apix, seed=0):
@@ -109,6 +110,11 @@ def test_roundtrip_31(two_stacks):
     for j, i in enumerate(idx):
         np.testing.assert_array_equal(got[j], imgs[ps.stack_paths[i]][ps.stack_index[i]])
     back.check_finite(chunk=4)
+    # the file source and the in-memory one (tests, benchmarks) give the job the same interface
+    mem = ArrayParticles(got, back.ctf.subset(idx), back.apix)
+    for src in (back, mem):
+        assert isinstance(src, io.ParticleSource), type(src)
+    np.testing.assert_array_equal(mem.read_images([3, 1]), got[[3, 1]])
 
 
 def test_subset_with_poses_pickle(two_stacks):
