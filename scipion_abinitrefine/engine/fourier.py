@@ -185,3 +185,12 @@ def soft_edge(r, radius: float, width: float) -> np.ndarray:
     """1 inside radius, raised-cosine fall to 0 over ``width``."""
     t = np.clip((np.asarray(r) - radius) / max(width, 1e-6), 0.0, 1.0)
     return 0.5 * (1 + np.cos(np.pi * t))
+
+
+def shift_volume(vol: np.ndarray, s_xyz) -> np.ndarray:
+    """Shift a map by s (x, y, z) voxels through Fourier phases."""
+    D = vol.shape[0]
+    k = np.fft.fftfreq(D)
+    kz, ky, kx = np.meshgrid(k, k, k, indexing="ij")
+    ph = np.exp(-2j * np.pi * (kx * s_xyz[0] + ky * s_xyz[1] + kz * s_xyz[2]))
+    return np.fft.ifftn(np.fft.fftn(vol) * ph).real.astype(np.float32)

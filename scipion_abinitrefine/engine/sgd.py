@@ -31,36 +31,17 @@ iteration to the maximum resolution, then ``final_iters`` iterations there. Mini
 """
 from __future__ import annotations
 
-import functools
+import pickle
 import time
 
 import numpy as np
 
-from . import fourier, names, refine, so3
+from . import fourier, names, refine, schedule, so3
 from .backend import get_backend
-from .ctf import ctf_at
+from .noise import initial_noise, shell_index, updated_noise
 from .params import SGDParams  # noqa: F401 (the parameters of SGDRun, re-exported)
+from .reconstruct import FINAL_REGULARISER, UPDATE_REGULARISER, backproject, image_points, shell_regulariser
 from .search import PoseSearch
-
-
-def normalise_images(img: np.ndarray, radius_px: float) -> np.ndarray:
-    """Zero mean, unit std of the background (outside ``radius_px``), per image."""
-    D = img.shape[-1]
-    v = img.reshape(len(img), -1)[:, _background(D, float(radius_px))]
-    mu = v.mean(axis=1)
-    sd = v.std(axis=1)
-    sd[sd <= 0] = 1.0
-    return (img - mu[:, None, None]) / sd[:, None, None]
-
-
-@functools.lru_cache(maxsize=8)
-def _background(D: int, radius_px: float) -> np.ndarray:
-    """Flat indices of the pixels outside ``radius_px`` of a D x D image."""
-    return np.flatnonzero(fourier.radial_index((D, D)).ravel() > radius_px)
-
-
-def shell_index(kx, ky) -> np.ndarray:
-    return np.rint(np.sqrt(kx.astype(np.float64) ** 2 + ky.astype(np.float64) ** 2)).astype(np.int64)
 
 
 def random_initial_model(box: int, radius_px: float, lowpass_radius: float, rng) -> np.ndarray:
@@ -163,25 +144,16 @@ class SGDRun:
 
     # ------------------------------------------------------------------------------ schedules
     def radius_at(self, it: int) -> float:
-        p = self.p
-        if it < p.init_iters:
-            return self.r_init
-        return min(self.r_max, self.r_init + p.radius_step * (it - p.init_iters))
+        return schedule.radius_at(self.p, self.r_init, self.r_max, it)
 
     def minibatch_at(self, it: int) -> int:
-        return self.p.init_minibatch if it < self.p.minibatch_switch_iter else self.p.final_minibatch
+        return schedule.minibatch_at(self.p, it)
 
     def lr_at(self, it: int) -> float:
-        p = self.p
-        if it < p.lr_duration:
-            return p.init_lr
-        return max(p.final_lr, p.init_lr * p.lr_duration / (it + 1))
+        return schedule.lr_at(self.p, it)
 
     def temperature_at(self, it: int) -> float:
-        if self.T0 is None:
-            return 1.0
-        f = max(0.0, 1.0 - it / max(1, self.p.init_iters))
-        return 1.0 + (self.T0 - 1.0) * f
+        return schedule.temperature_at(self.p, self.T0, it)
 
     @property
     def done(self) -> bool:
@@ -190,12 +162,8 @@ class SGDRun:
     # ------------------------------------------------------------------------------ data
     def batch_points(self, sel: np.ndarray, r: float):
         """Image values X, CTF C at the half-plane points within radius r for local indices ``sel``."""
-        gidx = self.idx[sel]
-        img = normalise_images(self.data.read_images(gidx), self.rp)
         m = fourier.n_points_within(self.kx, self.ky, r)
-        kx, ky = self.kx[:m], self.ky[:m]
-        X = fourier.image_points(img, kx, ky)
-        C = ctf_at(self.data.ctf, gidx, kx / (self.box * self.apix), ky / (self.box * self.apix))
+        X, C = image_points(self.data, self.idx[sel], self.rp, self.kx[:m], self.ky[:m])
         return X, C, m
 
     def next_batch(self, size: int) -> np.ndarray:
@@ -214,34 +182,6 @@ class SGDRun:
         """Noise variance at the first m points, from this run's per-shell model or from ``s2_shell``."""
         return (self.s2_shell if s2_shell is None else s2_shell)[self.shell[:m]].astype(np.float32)
 
-    def _init_noise(self, X, m):
-        """Initial per-shell noise: the images' own power per shell (noise dominates at low SNR)."""
-        nsh = int(self.shell.max()) + 2
-        pw = np.bincount(self.shell[:m], weights=(np.abs(X) ** 2).mean(axis=0), minlength=nsh)
-        cnt = np.bincount(self.shell[:m], minlength=nsh)
-        s2 = np.where(cnt > 0, pw / np.maximum(cnt, 1), np.nan)
-        # shells beyond the current radius: white-noise extrapolation from the outermost shells
-        good = np.isfinite(s2) & (np.arange(nsh) > 0)
-        fill = np.nanmedian(s2[good][-3:]) if good.any() else 1.0
-        s2[~good] = fill
-        self.s2_shell = s2
-        self.s2_count = self.p.noise_prior_images
-
-    def _update_noise(self, X, C, P, m):
-        """Running per-shell noise variance from residuals at the best pose."""
-        res = np.abs(X - C * P) ** 2  # (B, m)
-        nsh = len(self.s2_shell)
-        pw = np.bincount(self.shell[:m], weights=res.sum(axis=0), minlength=nsh)
-        cnt = np.bincount(self.shell[:m], minlength=nsh) * X.shape[0]
-        upd = cnt > 0
-        n0 = self.s2_count
-        new = self.s2_shell.copy()
-        new[upd] = (n0 * self.s2_shell[upd] * (cnt[upd] / X.shape[0]) + pw[upd]) / \
-            (n0 * cnt[upd] / X.shape[0] + cnt[upd])
-        self.s2_shell = new
-        # cap the memory so the estimate keeps tracking the improving model
-        self.s2_count = min(n0 + X.shape[0], 5000.0)
-
     # ------------------------------------------------------------------------------ iteration
     def step(self) -> dict:
         t0 = time.time()
@@ -252,7 +192,7 @@ class SGDRun:
         X, C, m = self.batch_points(sel, r)
         kx, ky = self.kx[:m], self.ky[:m]
         if self.s2_shell is None:
-            self._init_noise(X, m)
+            self.s2_shell, self.s2_count = initial_noise(self.shell, X, m), self.p.noise_prior_images
         s2 = self.noise_per_point(m)
         if self.T0 is None:
             self.T0 = self._choose_temperature(X, C, s2, r)
@@ -265,18 +205,12 @@ class SGDRun:
         self.seen[sel] = True
         # back-projection of posterior-weighted images and curvature
         self.acc.reset()
-        nb = res.R.shape[1]
-        ph = fourier.shift_phases(kx, ky, res.t.reshape(-1, 2), self.box).reshape(len(sel), nb, m)
-        Xc = X[:, None, :] * ph  # centred images
-        w = self._image_weights(res)[:, :, None]
-        inv = (1.0 / s2)[None, None, :]
-        vals = (w * C[:, None, :] * inv * Xc).reshape(-1, m)
-        wts = (w * C[:, None, :] ** 2 * inv).reshape(-1, m)
-        self.acc.insert(res.R.reshape(-1, 3, 3), kx, ky, self.p.pad, vals, np.broadcast_to(wts, vals.shape))
+        Xc = backproject(self.acc, res, X, C, s2, kx, ky, self.box, self.p.pad, self._image_weights(res))
         Bv, Wv = (self.be.to_host(a) for a in self.acc.result())
-        # noise update from the best pose at radius r
+        # noise update from the residuals at the best pose at radius r
         Pbest = self.be.to_host(self.be.extract_slices(G, res.R[:, 0], kx, ky, self.p.pad))
-        self._update_noise(Xc[:, 0], C, Pbest, m)
+        self.s2_shell, self.s2_count = updated_noise(self.s2_shell, self.s2_count, self.shell,
+                                                     np.abs(Xc[:, 0] - C * Pbest) ** 2, m)
         lr = self.lr_at(it)
         self._apply_update(Bv, Wv, lr, r)
         t2 = time.time()
@@ -353,12 +287,7 @@ class SGDRun:
         """Preconditioned step in Fourier space, then real-space constraints."""
         self.H *= (1.0 - lr)
         self.H += Wv
-        # per-shell regulariser: a small fraction of the shell's mean curvature (scale-free)
-        shells = self._shells
-        hsum = np.bincount(shells.ravel(), weights=self.H.ravel(), minlength=self.box + 1)
-        hcnt = np.bincount(shells.ravel(), weights=(self.H > 0).ravel().astype(np.float64),
-                           minlength=self.box + 1)
-        lam = (0.05 * hsum / np.maximum(hcnt, 1)).astype(np.float32)[shells]
+        lam = shell_regulariser(self.H, self._shells, UPDATE_REGULARISER, self.box + 1)
         upd = self.H > 0
         self.G[upd] += (Bv[upd] - Wv[upd] * self.G[upd]) / (self.H[upd] + lam[upd] + 1e-30)
         self._constrain(r)
@@ -385,7 +314,7 @@ class SGDRun:
             com = np.array([(vol.sum(axis=(0, 1)) * g).sum(), (vol.sum(axis=(0, 2)) * g).sum(),
                             (vol.sum(axis=(1, 2)) * g).sum()]) / tot  # (x, y, z)
             if np.abs(com).max() > 0.25:
-                vol = _shift_volume(vol, -com)
+                vol = fourier.shift_volume(vol, -com)
         vol = fourier.lowpass_volume(vol, r + 1.0, width=2.0)
         self.set_model_volume(vol)
 
@@ -409,10 +338,7 @@ class SGDRun:
         G = self.be.asarray(self.G)
         for a in range(0, len(sel_all), batch):
             sel = sel_all[a:a + batch]
-            gidx = self.idx[sel]
-            img = normalise_images(self.data.read_images(gidx), self.rp)
-            X = fourier.image_points(img, kxf, kyf)
-            C = ctf_at(self.data.ctf, gidx, kxf / (D * self.apix), kyf / (D * self.apix))
+            X, C = image_points(self.data, self.idx[sel], self.rp, kxf, kyf)
             res = self.searcher.search(G, X[:, :m_search], C[:, :m_search], s2f[:m_search],
                                        kxf, kyf, self.r_max, n_keep=self.p.n_backproject, top_k=self.p.final_top_k)
             if self.p.final_refine:
@@ -420,21 +346,13 @@ class SGDRun:
                     self.be, G, X[:, :m_search], C[:, :m_search], s2f[:m_search], kxf, kyf, res.R[:, 0],
                     res.t[:, 0], D, pad)
             self._remember(sel, res)
-            nb = res.R.shape[1]
-            ph = fourier.shift_phases(kxf, kyf, res.t.reshape(-1, 2), D).reshape(len(sel), nb, -1)
-            w = self._image_weights(res)[:, :, None]
-            inv = (1.0 / s2f)[None, None, :]
-            vals = (w * C[:, None, :] * inv * X[:, None, :] * ph).reshape(len(sel) * nb, -1)
-            wts = np.broadcast_to((w * C[:, None, :] ** 2 * inv), (len(sel), nb, len(kxf))).reshape(vals.shape)
-            acc.insert(res.R.reshape(-1, 3, 3), kxf, kyf, pad, vals, wts)
+            backproject(acc, res, X, C, s2f, kxf, kyf, D, pad, self._image_weights(res))
             if progress is not None:
                 progress(self, min(a + batch, len(sel_all)), len(sel_all))
         Bv, Wv = (self.be.to_host(a) for a in acc.result())
         rsh = fourier.radial_index((pad * D,) * 3) / pad
         shells = np.minimum(np.rint(rsh).astype(np.int64), D)
-        wsum = np.bincount(shells.ravel(), weights=Wv.ravel(), minlength=D + 1)
-        wcnt = np.bincount(shells.ravel(), weights=(Wv > 0).ravel().astype(np.float64), minlength=D + 1)
-        lam = (0.01 * wsum / np.maximum(wcnt, 1)).astype(np.float32)[shells]
+        lam = shell_regulariser(Wv, shells, FINAL_REGULARISER, D + 1)
         Fr = np.where(Wv > 0, Bv / (Wv + lam + 1e-30), 0).astype(np.complex64)
         Fr[rsh > rfull + 0.5] = 0
         return fourier.fourier_to_volume(Fr, D, pad)
@@ -456,7 +374,7 @@ class SGDRun:
                     T0=np.nan if self.T0 is None else self.T0, iteration=self.iteration, order=self.order,
                     cursor=self.cursor, seen=self.seen, R=self.R, t=self.t, idx=self.idx,
                     loglik=self.loglik, maxprob=self.maxprob,
-                    rng_state=np.frombuffer(_pickle(self.rng.bit_generator.state), np.uint8))
+                    rng_state=np.frombuffer(pickle.dumps(self.rng.bit_generator.state), np.uint8))
 
     def load_state(self, st: dict):
         G = np.ascontiguousarray(st["G"], np.complex64)
@@ -476,25 +394,4 @@ class SGDRun:
         if "loglik" in st:  # checkpoints written before the scores existed resume without them
             self.loglik = np.asarray(st["loglik"], np.float32)
             self.maxprob = np.asarray(st["maxprob"], np.float32)
-        self.rng.bit_generator.state = _unpickle(np.asarray(st["rng_state"]).tobytes())
-
-
-def _pickle(obj) -> bytes:
-    import pickle
-
-    return pickle.dumps(obj)
-
-
-def _unpickle(b: bytes):
-    import pickle
-
-    return pickle.loads(b)
-
-
-def _shift_volume(vol: np.ndarray, s_xyz) -> np.ndarray:
-    """Shift a map by s (x, y, z) voxels through Fourier phases."""
-    D = vol.shape[0]
-    k = np.fft.fftfreq(D)
-    kz, ky, kx = np.meshgrid(k, k, k, indexing="ij")
-    ph = np.exp(-2j * np.pi * (kx * s_xyz[0] + ky * s_xyz[1] + kz * s_xyz[2]))
-    return np.fft.ifftn(np.fft.fftn(vol) * ph).real.astype(np.float32)
+        self.rng.bit_generator.state = pickle.loads(np.asarray(st["rng_state"]).tobytes())

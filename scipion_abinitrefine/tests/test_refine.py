@@ -2,7 +2,7 @@
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from scipion_abinitrefine.engine import fourier, refine, sgd, simulate, so3
+from scipion_abinitrefine.engine import fourier, reconstruct, refine, sgd, simulate, so3
 from scipion_abinitrefine.engine.backend import get_backend
 from scipion_abinitrefine.engine.ctf import ctf_at
 from scipion_abinitrefine.testing import sources
@@ -18,7 +18,7 @@ def _problem(snr, n=60, seed=5):
     run.set_working_radius(run.r_max)  # the model holds the map out to the search's radius
     run.set_model_volume((vol / truth["noise_sigma"]).astype(np.float32))  # the truth, at the images' scale
     kx, ky = fourier.half_plane_points(run.r_max)
-    img = sgd.normalise_images(data.read_images(np.arange(n)), run.rp)
+    img = reconstruct.normalise_images(data.read_images(np.arange(n)), run.rp)
     X = fourier.gather_points(fourier.ft2c(img), kx, ky).astype(np.complex64)
     C = ctf_at(data.ctf, np.arange(n), kx / (D * APIX), ky / (D * APIX))
     s2 = np.full(len(kx), float(np.mean(np.abs(X[:, len(kx) // 2:]) ** 2)), np.float32)  # white noise

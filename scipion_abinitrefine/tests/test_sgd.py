@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from scipion_abinitrefine.engine import sgd, simulate, so3
+from scipion_abinitrefine.engine import noise, sgd, simulate, so3
 from scipion_abinitrefine.testing import metrics, sources
 
 
@@ -73,7 +73,7 @@ def test_final_pass_recovers_poses_from_the_true_map(small_set):
         run.set_model_volume(vol.astype(np.float32))
         run.seen[:] = True
         X, _, m = run.batch_points(np.arange(len(data)), run.r_max)
-        run._init_noise(X, m)  # image power per shell: the noise estimate at the start of a run
+        run.s2_shell = noise.initial_noise(run.shell, X, m)  # image power per shell: the estimate at the start
         run.final_pass()
         err, _ = metrics.pose_errors(run.R.astype(np.float64), R_true)
         med[k] = np.median(err)

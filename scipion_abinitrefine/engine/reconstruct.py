@@ -1,0 +1,60 @@
+"""What the SGD update and the final reconstruction of a half share: images to Fourier points with their
+CTF, back-projection of posterior-weighted images and their curvature, the per-shell regulariser."""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from . import fourier
+from .ctf import ctf_at
+
+# Regulariser lambda = this fraction of the shell's mean curvature (over voxels that have any): scale-free.
+# The SGD step takes a larger one (its curvature is a forgetting sum of few minibatches, noisy at the edge
+# of the data); the final reconstruction from every particle a smaller one (a Wiener-like floor).
+UPDATE_REGULARISER = 0.05
+FINAL_REGULARISER = 0.01
+
+
+def normalise_images(img: np.ndarray, radius_px: float) -> np.ndarray:
+    """Zero mean, unit std of the background (outside ``radius_px``), per image."""
+    D = img.shape[-1]
+    v = img.reshape(len(img), -1)[:, _background(D, float(radius_px))]
+    mu = v.mean(axis=1)
+    sd = v.std(axis=1)
+    sd[sd <= 0] = 1.0
+    return (img - mu[:, None, None]) / sd[:, None, None]
+
+
+@functools.lru_cache(maxsize=8)
+def _background(D: int, radius_px: float) -> np.ndarray:
+    """Flat indices of the pixels outside ``radius_px`` of a D x D image."""
+    return np.flatnonzero(fourier.radial_index((D, D)).ravel() > radius_px)
+
+
+def image_points(data, gidx: np.ndarray, radius_px: float, kx, ky):
+    """Normalised images ``gidx`` of ``data`` at half-plane points (kx, ky) and their CTF there: (X, C)."""
+    img = normalise_images(data.read_images(gidx), radius_px)
+    X = fourier.image_points(img, kx, ky)
+    return X, ctf_at(data.ctf, gidx, kx / (data.box * data.apix), ky / (data.box * data.apix))
+
+
+def backproject(acc, res, X, C, s2, kx, ky, box: int, pad: int, weights) -> np.ndarray:
+    """Insert the centred images (weighted by ``weights`` (B, n) over the n poses of ``res``, CTF and 1/s2)
+    and their curvature C^2 / s2 into accumulator ``acc``. Returns the centred images (B, n, m)."""
+    B, nb, m = len(X), res.R.shape[1], len(kx)
+    ph = fourier.shift_phases(kx, ky, res.t.reshape(-1, 2), box).reshape(B, nb, m)
+    Xc = X[:, None, :] * ph
+    w = weights[:, :, None]
+    inv = (1.0 / s2)[None, None, :]
+    vals = (w * C[:, None, :] * inv * Xc).reshape(-1, m)
+    wts = (w * C[:, None, :] ** 2 * inv).reshape(-1, m)
+    acc.insert(res.R.reshape(-1, 3, 3), kx, ky, pad, vals, np.broadcast_to(wts, vals.shape))
+    return Xc
+
+
+def shell_regulariser(W: np.ndarray, shells: np.ndarray, fraction: float, n_shells: int) -> np.ndarray:
+    """Per-voxel lambda: ``fraction`` of the mean curvature W of the voxel's shell (over voxels with W > 0)."""
+    wsum = np.bincount(shells.ravel(), weights=W.ravel(), minlength=n_shells)
+    wcnt = np.bincount(shells.ravel(), weights=(W > 0).ravel().astype(np.float64), minlength=n_shells)
+    return (fraction * wsum / np.maximum(wcnt, 1)).astype(np.float32)[shells]
