@@ -17,57 +17,16 @@ from dataclasses import asdict
 
 import numpy as np
 
-from . import bounds, io, names, outdir, so3
+from . import bounds, halves, io, names, outdir, so3
+from .halves import choose_used, split_halves
 from .params import FEW_PER_HALF, MIN_PER_HALF, JobParams, data_errors  # noqa: F401 (re-exported)
 from .sgd import SGDRun
+from .starts import START_HALVING_GROWTH, START_SCORE_IMAGES, START_SELECT_GROWTH, start_scores, start_seed
 
 # parameters a --continue may change: they do not change results
 RESUME_FREE = ("backend", "checkpoint_minutes", "keep_checkpoint")
 FIRST_CHECKPOINT_ITER = 3  # a checkpoint this early, then every checkpoint_minutes
 MAX_CONSTANT_FRACTION = 0.01  # constant (e.g. all-zero) images beyond this fraction: refused
-# Random starts compete until the Fourier radius has grown this much past the initial one. At the initial
-# radius they cannot be told apart: on the demo phantom at SNR 0.01 (20 A start, 4 starts of one half) the
-# start that converged and the ones that stayed stuck scored within 0.1 of each other at 20 A (the stuck
-# original best); at 1.15 x the radius (17 A) the good one was first by 0.013, at 1.3 x (15 A) it led by 0.14
-# per image and kept leading. So the better half of the starts goes on at 1.15 x (dropping the worse half
-# is safe where picking the best is not yet) and the best one at 1.3 x: twice the starts for ~1.6 x the cost.
-START_HALVING_GROWTH = 1.15
-START_SELECT_GROWTH = 1.3
-# images of a half that score the random starts (the same images for every start: paired differences)
-START_SCORE_IMAGES = 1000
-
-
-# A half-map alignment that changes the hand or turns B by more than two base-grid steps (30 deg) is applied
-# only when it beats leaving B where it is by this much NCC. Low-resolution maps of blobby particles fit
-# in both hands almost equally well: on the demo phantom at SNR 0.01, after three alignments had agreed
-# (rotations of 2-5 deg, same hand), the last one flipped half B at NCC 0.959 and the final half maps
-# disagreed.
-ALIGN_BIG_DEG = 30.0
-ALIGN_MARGIN = 0.02
-
-
-def choose_alignment(cands: list[tuple[str, float, float | None]], margin: float = ALIGN_MARGIN) -> int:
-    """Index of the alignment to apply among (name, NCC at the alignment resolution, band FSC) candidates.
-
-    Low-resolution maps of flat or blobby particles fit in both hands (and at a few rotations) almost
-    equally well at 20 A; the halves' agreement just past the alignment resolution tells the right one
-    apart. Candidates within ``margin`` NCC of the best are plausible; among them the one whose halves agree
-    best in the band wins. Choosing among two or three discrete candidates this way is a 1-2 bit selection:
-    it cannot manufacture agreement in the band (the expected maximum of 3 unrelated band FSCs is ~0.85
-    sigma, under the verdict's 3 sigma). A candidate without a band FSC (None) makes the NCC decide.
-    """
-    best_ncc = max(c[1] for c in cands)
-    plausible = [i for i, c in enumerate(cands) if c[1] >= best_ncc - margin]
-    if any(cands[i][2] is None for i in plausible):
-        return max(plausible, key=lambda i: cands[i][1])
-    return max(plausible, key=lambda i: cands[i][2])
-
-
-def alignment_is_significant(aln) -> bool:
-    """Apply ``aln``? Small rotations in the same hand always; a hand change or a large rotation only
-    when it beats the unmoved map by ``ALIGN_MARGIN``."""
-    big = aln.flip or float(so3.geodesic_deg(np.asarray(aln.R), np.eye(3))) > ALIGN_BIG_DEG
-    return not (big and aln.score < aln.identity_score + ALIGN_MARGIN)
 
 
 class JobInputError(ValueError):
@@ -97,56 +56,6 @@ def validate(params: JobParams, ps) -> None:
     errors = data_errors(params, ps.box, ps.apix, n_use)
     if errors:
         raise JobInputError("; ".join(errors))
-
-
-def start_seed(seed: int, half: int, start: int) -> int:
-    """The random stream of start ``start`` of half ``half`` (0/1); start 0 keeps the single-start stream."""
-    key = [seed, half + 1] if start == 0 else [seed, half + 1, start]
-    return int(np.random.SeedSequence(key).generate_state(1)[0])
-
-
-def start_scores(runs, sel: np.ndarray, s2_shell: np.ndarray, batch: int = 250) -> list[float]:
-    """Mean log marginal likelihood ratio of the same images ``sel`` (local indices of one half) under each
-    run's model, with one noise model. The images are read and transformed once per batch for all runs
-    (they share the half's particles, the radius and the points)."""
-    lead = runs[0]
-    total = np.zeros(len(runs))
-    for a in range(0, len(sel), batch):
-        X, C, m = lead.batch_points(sel[a:a + batch], lead.last_radius())
-        total += [float(np.sum(run.evidence(X, C, m, s2_shell))) for run in runs]
-    return [float(t) / max(len(sel), 1) for t in total]
-
-
-def split_halves(n: int, seed: int, micrographs=None) -> np.ndarray:
-    """Deterministic random half-set ids (1|2); optionally keep each micrograph's particles together."""
-    rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5EED]))
-    if micrographs is None:
-        half = np.ones(n, np.int64)
-        half[rng.permutation(n)[: n // 2]] = 2
-        return half
-    names, inv = np.unique(np.asarray(micrographs), return_inverse=True)
-    order = rng.permutation(len(names))
-    counts = np.bincount(inv, minlength=len(names))
-    half_of_mic = np.ones(len(names), np.int64)
-    total = 0
-    for m in order:  # greedy: fill half 2 up to n/2
-        if total + counts[m] <= n / 2:
-            half_of_mic[m] = 2
-            total += counts[m]
-    return half_of_mic[inv]
-
-
-def choose_used(half: np.ndarray, num: int, seed: int) -> np.ndarray:
-    """Boolean mask of the particles offered to the SGD: ``num`` in random order, split evenly per half."""
-    n = len(half)
-    if num <= 0 or num >= n:
-        return np.ones(n, bool)
-    rng = np.random.default_rng(np.random.SeedSequence([seed, 0xC0FFEE]))
-    used = np.zeros(n, bool)
-    for h in (1, 2):
-        ids = np.flatnonzero(half == h)
-        used[rng.permutation(ids)[: min(len(ids), num // 2 + (num % 2 if h == 1 else 0))]] = True
-    return used
 
 
 class Job:
@@ -280,43 +189,11 @@ class Job:
 
     # ------------------------------------------------------------------------------ alignment
     def align_halves(self):
-        from . import align, fsc, verdict
-
-        A, B = self.runs["A"], self.runs["B"]
-        t0 = time.time()
-        va, vb = A.model_volume(), B.model_volume()
-        aln = align.align_maps(va, vb, self.ps.apix, max_res_A=self.p.align_res_A, hands=True, seed=self.p.seed)
-        band, _ = verdict.independent_band(self.ps.box, self.ps.apix, self.p.align_res_A,
-                                           A.radius_at(max(A.iteration - 1, 0)))
-        cands = [("unmoved", aln.identity_score, None), ("best", aln.score, aln)]
-        if aln.other is not None:
-            cands.append(("other hand", aln.other.score, aln.other))
-        if band.any():  # equally good at the alignment resolution: the independent band decides
-            band_fsc = [float(fsc.fsc_curve(va, vb if c is None else align.transform_map(vb, c))[band].mean())
-                        for _, _, c in cands]
-            pick = choose_alignment([(n, s, b) for (n, s, _), b in zip(cands, band_fsc)])
-            rule = "agreement past the alignment resolution"
-        else:  # no independent band yet: the NCC alone decides, large changes must be clear
-            band_fsc = [None] * len(cands)
-            pick = 1 if alignment_is_significant(aln) else 0
-            rule = f"NCC margin {ALIGN_MARGIN:g} for hand changes and rotations > {ALIGN_BIG_DEG:g} deg"
-        chosen = cands[pick][2]
-        applied = chosen is not None
-        if applied:
-            B.apply_alignment(chosen, align.transform_map, align.transform_poses)
-            aln = chosen
-        angle = float(so3.geodesic_deg(np.asarray(aln.R), np.eye(3)))
-        rec = dict(iteration=A.iteration, flip=bool(aln.flip), score=float(aln.score),
-                   identity_score=float(aln.identity_score), applied=bool(applied), angle_deg=angle,
-                   chosen=cands[pick][0], candidates={n: [float(s), b] for (n, s, _), b in zip(cands, band_fsc)},
-                   shift_px=[float(x) for x in np.asarray(aln.shift)], seconds=time.time() - t0)
+        """Align half B's model to half A's at the alignment resolution (:func:`halves.align_halves`)."""
+        rec, msg = halves.align_halves(self.runs["A"], self.runs["B"], self.ps.box, self.ps.apix,
+                                       self.p.align_res_A, self.p.seed)
         self.alignments.append(rec)
-        if applied:
-            self.say(f"  aligned half B to A at {self.p.align_res_A:g} A ({cands[pick][0]}): rotation {angle:.1f} "
-                     f"deg, flip={rec['flip']}, cc={rec['score']:.3f} (unmoved: {rec['identity_score']:.3f})")
-        else:
-            self.say(f"  half B kept in its frame (by {rule}): the best alignment (rotation {angle:.1f} deg, "
-                     f"flip={rec['flip']}, cc={rec['score']:.3f}) against B unmoved (cc {rec['identity_score']:.3f})")
+        self.say(msg)
 
     # ------------------------------------------------------------------------------ main loop
     def run_sgd(self):

@@ -92,7 +92,7 @@ def test_align_maps_recovers_rotation_shift_and_hand(flip):
     # a large rotation / hand change found with certainty: far better than leaving the map unmoved,
     # so the job applies it
     assert aln.identity_score < aln.score - 0.1
-    from scipion_abinitrefine.engine.job import alignment_is_significant
+    from scipion_abinitrefine.engine.halves import alignment_is_significant
     assert alignment_is_significant(aln)
     assert dt < 45.0, dt  # ~3 s on one core; generous for a shared machine
     # the result maps mov onto ref
@@ -126,7 +126,7 @@ def test_align_maps_ignores_information_beyond_max_res():
 
 def test_identity_score_and_when_the_job_applies_an_alignment():
     """The job keeps half B where it is unless a hand change / large rotation is clearly better."""
-    from scipion_abinitrefine.engine.job import ALIGN_MARGIN, alignment_is_significant
+    from scipion_abinitrefine.engine.halves import ALIGN_MARGIN, alignment_is_significant
 
     D, apix = 48, 3.0
     v = blob_map(D, 4)
@@ -146,7 +146,7 @@ def test_identity_score_and_when_the_job_applies_an_alignment():
 def test_choose_alignment_breaks_low_resolution_ties_by_the_independent_band():
     """A flat particle fits both hands at 20 A (measured: NCC 0.961 flipped vs 0.959 unmoved); the halves'
     agreement past the alignment resolution decides. A clearly worse NCC is never chosen."""
-    from scipion_abinitrefine.engine.job import choose_alignment
+    from scipion_abinitrefine.engine.halves import choose_alignment
 
     c = [("unmoved", 0.959, 0.02), ("best", 0.961, 0.05), ("other hand", 0.955, 0.60)]
     assert choose_alignment(c) == 2

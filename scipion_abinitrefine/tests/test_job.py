@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from scipion_abinitrefine.engine import fsc, io
-from scipion_abinitrefine.engine.job import JobInputError, JobParams, choose_used, run_job, split_halves
+from scipion_abinitrefine.engine.halves import choose_used, split_halves
+from scipion_abinitrefine.engine.job import JobInputError, JobParams, run_job
 
 TINY = dict(max_res_A=12.0, init_iters=20, final_iters=10, radius_step=0.3, init_minibatch=60, final_minibatch=100,
             minibatch_switch_iter=30, lr_duration=15, align_every=20, backend="cpu", n_starts=3)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from scipion_abinitrefine.engine import job as jobmod
-from scipion_abinitrefine.engine import simulate
+from scipion_abinitrefine.engine import simulate, starts
 from scipion_abinitrefine.testing import sources
 
 # radius 3.66 px at 35 A, +0.3 px per iteration after 6: half the starts go on at iteration 8 (4.26 px,
@@ -67,14 +67,14 @@ def test_scores_are_the_likelihood_of_the_same_images(data, tmp_path):
     run = job.candidates["A"][1]
     sel = np.arange(50)
     s2 = run.s2_shell
-    a = jobmod.start_scores([run], sel, s2, batch=17)[0]
-    b = jobmod.start_scores([run], sel, s2, batch=250)[0]
+    a = starts.start_scores([run], sel, s2, batch=17)[0]
+    b = starts.start_scores([run], sel, s2, batch=250)[0]
     assert a == pytest.approx(b, rel=1e-5)
     # evidence of the first 25 images alone, averaged with the next 25: the mean over all 50
-    c = 0.5 * (jobmod.start_scores([run], sel[:25], s2)[0] + jobmod.start_scores([run], sel[25:], s2)[0])
+    c = 0.5 * (starts.start_scores([run], sel[:25], s2)[0] + starts.start_scores([run], sel[25:], s2)[0])
     assert a == pytest.approx(c, rel=1e-5)
     # scored beside other starts on the same points: the same score (images read once for all of them)
-    assert jobmod.start_scores(job.candidates["A"], sel, s2, batch=17)[1] == pytest.approx(a, rel=1e-6)
+    assert starts.start_scores(job.candidates["A"], sel, s2, batch=17)[1] == pytest.approx(a, rel=1e-6)
 
 
 @pytest.mark.parametrize("cut", ["all compete", "half left"])
