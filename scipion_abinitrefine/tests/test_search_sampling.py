@@ -3,7 +3,7 @@ posterior, and the mass they carry is the posterior mass the beam misses."""
 import numpy as np
 import pytest
 
-from scipion_abinitrefine.engine import fourier, search, simulate
+from scipion_abinitrefine.engine import fourier, posterior, search, simulate
 from scipion_abinitrefine.engine.ctf import ctf_at
 
 
@@ -15,7 +15,7 @@ def test_draws_follow_the_softmax():
     logp[1, 7] = -200.0  # a pair of (numerically) zero probability is never drawn
     M = 40000
     pf = np.exp(logp - logp.max(axis=1, keepdims=True)).reshape(3, S, nR)
-    idx, lp = search._draw(np, pf, pf.sum(axis=1), rng.random((3, M, 2)))
+    idx, lp = posterior.draw_poses(np, pf, pf.sum(axis=1), rng.random((3, M, 2)))
     p = np.exp(logp - logp.max(axis=1, keepdims=True))
     p /= p.sum(axis=1, keepdims=True)
     for b in range(3):
@@ -31,7 +31,7 @@ def test_top_pairs_are_the_best_of_all_pairs():
     for S, nR, K in [(9, 300, 8), (1, 50, 8), (25, 40, 32), (4, 6, 10)]:
         ll = rng.normal(size=(6, S, nR)).astype(np.float32)
         ll[0, :, 3] += 5.0  # one rotation holds many of the best pairs
-        top = search._top_pairs(np, ll, K)
+        top = posterior.top_pairs(np, ll, K)
         ref = np.argsort(-ll.reshape(6, -1), axis=1)[:, :K]
         np.testing.assert_array_equal(np.sort(top, axis=1), np.sort(ref, axis=1))
 
