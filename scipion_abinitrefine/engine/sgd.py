@@ -43,14 +43,25 @@ from .params import SGDParams  # noqa: F401 (the parameters of SGDRun, re-export
 from .reconstruct import FINAL_REGULARISER, UPDATE_REGULARISER, backproject, image_points, shell_regulariser
 from .search import PoseSearch
 
+# The random start (CryoSPARC-style): this many point masses of random weight 0.5-1.5, uniform in a ball of
+# this fraction of the particle radius (the particle's mass sits inside its window), low-passed to the
+# initial radius. Different seeds give different low-resolution blobs: the random starts of a half.
+START_BLOBS = 40
+START_BALL_FRACTION = 0.6
+# The model window's soft edge: this fraction of the box (at least 2 voxels of the full box).
+WINDOW_EDGE_FRACTION = 0.08
+# Re-centring on the centre of mass only when it is off by more than this many working voxels; smaller
+# offsets are left alone (each re-centring is a pass through Fourier space of the whole model).
+RECENTRE_MIN_VOXELS = 0.25
+
 
 def random_initial_model(box: int, radius_px: float, lowpass_radius: float, rng) -> np.ndarray:
     """Random blobs inside the particle radius, low-passed (CryoSPARC-style random start)."""
     vol = np.zeros((box, box, box), np.float32)
     c = box // 2
-    n = 40
+    n = START_BLOBS
     pts = rng.normal(size=(n, 3))
-    pts *= (rng.uniform(0, 1, n) ** (1 / 3) * radius_px * 0.6 / np.linalg.norm(pts, axis=1))[:, None]
+    pts *= (rng.uniform(0, 1, n) ** (1 / 3) * radius_px * START_BALL_FRACTION / np.linalg.norm(pts, axis=1))[:, None]
     idx = np.clip(np.rint(pts + c).astype(int), 0, box - 1)
     np.add.at(vol, (idx[:, 2], idx[:, 1], idx[:, 0]), rng.uniform(0.5, 1.5, n).astype(np.float32))
     vol = fourier.lowpass_volume(vol, lowpass_radius, width=2.0)
@@ -117,7 +128,7 @@ class SGDRun:
         self._shells = np.minimum(np.rint(fourier.radial_index((Dp, Dp, Dp)) / pad).astype(np.int64), D)
         f = self.Dw / D  # working voxels per full-box voxel
         self.window = fourier.soft_edge(fourier.radial_index((self.Dw,) * 3), self.rp * f,
-                                        max(1.0, max(2.0, 0.08 * D) * f))
+                                        max(1.0, max(2.0, WINDOW_EDGE_FRACTION * D) * f))
         self.acc = self.be.accumulator(Dp)
 
     def set_working_radius(self, r: float):
@@ -313,7 +324,7 @@ class SGDRun:
             g = np.arange(D) - D // 2
             com = np.array([(vol.sum(axis=(0, 1)) * g).sum(), (vol.sum(axis=(0, 2)) * g).sum(),
                             (vol.sum(axis=(1, 2)) * g).sum()]) / tot  # (x, y, z)
-            if np.abs(com).max() > 0.25:
+            if np.abs(com).max() > RECENTRE_MIN_VOXELS:
                 vol = fourier.shift_volume(vol, -com)
         vol = fourier.lowpass_volume(vol, r + 1.0, width=2.0)
         self.set_model_volume(vol)
