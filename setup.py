@@ -19,7 +19,7 @@ setup(
     python_requires=">=3.11",
     packages=find_packages(),
     include_package_data=True,
-    package_data={"scipion_abinitrefine": ["protocols.conf"]},
+    package_data={"scipion_abinitrefine": ["protocols.conf", "templates/*.json.template"]},
     install_requires=[
         # pinned to what installs beside scipion-pyworkflow 3.11 / scipion-em 3.11
         "numpy==1.26.1",

@@ -406,3 +406,106 @@ def child_form_values(values):
 
     return dict(set=engine_values(project.newProtocol(ProtAbInitioRefine, **values)),
                 fresh=engine_values(project.newProtocol(ProtAbInitioRefine)))
+
+
+TEMPLATE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "templates",
+                        "abinitrefine_relion_local.json.template")
+# the chain of the shipped workflow template: class, what each protocol takes from the one before
+TEMPLATE_CHAIN = [
+    ("ProtImportParticles", {}),
+    ("ProtAbInitioRefine", {"inputParticles": "ProtImportParticles.outputParticles"}),
+    ("ProtRelionRefine3D", {"inputParticles": "ProtAbInitioRefine.outputParticles",
+                            "referenceVolume": "ProtAbInitioRefine.outputVolume"}),
+    ("ProtRelionCreateMask3D", {"inputVolume": "ProtRelionRefine3D.outputVolume"}),
+    ("ProtRelionPostprocess", {"protRefine": "ProtRelionRefine3D", "solventMask": "ProtRelionCreateMask3D.outputMask"}),
+]
+
+
+def child_template(star):
+    """Load the shipped workflow template (its fields filled as the template dialog fills them) into a new
+    project: the protocols, their links and the settings that make RELION's refinement local."""
+    from pwem import Domain
+    from pyworkflow.template import LocalTemplate
+
+    from scipion_abinitrefine.tests.scipion_env import new_project
+
+    plugin = Domain.getPlugins()["scipion_abinitrefine"]._pluginInstance
+    t = LocalTemplate("scipion_abinitrefine", TEMPLATE)
+    t.replaceEnvVariables()  # as the template dialog does: then the fields are the odd parts between ~
+    t.parseContent()
+    fields = {p.getAlias(): p for p in t.getParams().values()}
+    fields["star"].setValue(star)
+    path = t.createTemplateFile()
+    project = new_project("template")
+    project.loadProtocols(path)
+    prots = list(project.getRuns())
+    byId = {p.getObjId(): p for p in prots}
+    out = {"fields": sorted(fields), "protocols": [], "found": [x.getObjId() for x in plugin.getTemplates()],
+           "description": t.description}
+    for p in sorted(prots, key=lambda p: p.getObjId()):
+        links = {}
+        for name, param in p.getDefinition().iterParams():
+            if type(param).__name__ == "PointerParam":
+                ptr = getattr(p, name)
+                obj = ptr.getObjValue()
+                if obj is not None:
+                    src = byId.get(obj.getObjId(), obj)
+                    links[name] = type(src).__name__ + (f".{ptr.getExtended()}" if ptr.getExtended() else "")
+        values = {k: getattr(p, k).get() for k in ("copyAlignment", "angularSamplingDeg", "localSearchAutoSamplingDeg",
+                                                   "numberOfMpi", "importFrom", "starFile")
+                  if hasattr(p, k)}
+        out["protocols"].append(dict(cls=type(p).__name__, links=links, values=values))
+    return out
+
+
+def child_export_chain(path):
+    """The chain of ``TEMPLATE_CHAIN`` built in a project and exported as JSON (how the shipped template was
+    made; its input STAR, maximum resolution and mask diameter were then turned into template fields)."""
+    from pwem.protocols import ProtImportParticles
+    from relion.protocols import ProtRelionCreateMask3D, ProtRelionPostprocess, ProtRelionRefine3D
+
+    from scipion_abinitrefine.protocols import ProtAbInitioRefine
+    from scipion_abinitrefine.tests.scipion_env import new_project
+
+    project = new_project("template_export")
+    imp = project.newProtocol(ProtImportParticles, objLabel="import particles (RELION STAR)",
+                              importFrom=ProtImportParticles.IMPORT_FROM_RELION, starFile="particles.star")
+    ours = project.newProtocol(ProtAbInitioRefine, objLabel="ab-initio refinement (two half-maps)")
+    ref = project.newProtocol(ProtRelionRefine3D, objLabel="relion - 3D auto-refine, local searches",
+                              copyAlignment=True, angularSamplingDeg=4, localSearchAutoSamplingDeg=4,
+                              initialLowPassFilterA=15.0, maskDiameterA=200, numberOfMpi=3)
+    mask = project.newProtocol(ProtRelionCreateMask3D, objLabel="relion - mask", initialLowPassFilterA=15.0)
+    post = project.newProtocol(ProtRelionPostprocess, objLabel="relion - postprocess")
+    for prot in (imp, ours, ref, mask, post):
+        project.saveProtocol(prot)
+    ours.inputParticles.set(imp)
+    ours.inputParticles.setExtended("outputParticles")
+    ref.inputParticles.set(ours)
+    ref.inputParticles.setExtended("outputParticles")
+    ref.referenceVolume.set(ours)
+    ref.referenceVolume.setExtended("outputVolume")
+    mask.inputVolume.set(ref)
+    mask.inputVolume.setExtended("outputVolume")
+    post.protRefine.set(ref)
+    post.solventMask.set(mask)
+    post.solventMask.setExtended("outputMask")
+    for prot in (imp, ours, ref, mask, post):
+        project.saveProtocol(prot)
+    project.getRunsGraph(refresh=True)
+    project.exportProtocols([imp, ours, ref, mask, post], path)
+    return {"path": path}
+
+
+def check_template(res, star):
+    """The shipped template: found by Scipion through the plugin, its fields, the chain and RELION's local
+    refinement settings (poses kept as priors, local searches from the first iteration, >= 3 MPI ranks)."""
+    assert any("abinitrefine_relion_local" in x for x in res["found"]), res["found"]
+    assert res["fields"] == ["diameter", "maxres", "star"], res["fields"]
+    assert "RELION" in res["description"] and "local" in res["description"]
+    got = [(p["cls"], p["links"]) for p in res["protocols"]]
+    assert got == TEMPLATE_CHAIN, got
+    byCls = {p["cls"]: p["values"] for p in res["protocols"]}
+    assert byCls["ProtImportParticles"]["starFile"] == star and byCls["ProtImportParticles"]["importFrom"] == 3
+    rel = byCls["ProtRelionRefine3D"]
+    assert rel["copyAlignment"] and rel["angularSamplingDeg"] == rel["localSearchAutoSamplingDeg"] == 4, rel
+    assert rel["numberOfMpi"] >= 3, rel  # RELION's auto-refine needs a leader and two half-set ranks

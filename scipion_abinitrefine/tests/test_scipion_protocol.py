@@ -64,3 +64,11 @@ def test_continue_passes_the_checkpoint_to_the_job(refined):
     run, _, root = refined
     C.check_continue_args(run_child(f"{CASES}:child_continue_args", root / "scipion", dict(prot_id=run["prot_id"]),
                                     timeout=120))
+
+
+def test_workflow_template_loads_the_chain_into_relion(tmp_path):
+    """The workflow template shipped with the plugin (import -> this protocol -> RELION local 3D auto-refine ->
+    mask -> postprocess) is found by Scipion and loads as that chain, with RELION set for local refinement."""
+    star = str(tmp_path / "particles.star")
+    res = run_child(f"{CASES}:child_template", tmp_path / "scipion", dict(star=star), timeout=240)
+    C.check_template(res, star)
