@@ -103,6 +103,7 @@ def child_gui(folder, png_dir):
         window.wizards.get(param, wiz)().show(window)
         window.root.update()
         res[param] = float(window.widgetDict[param].get())
+    res["form_shots"] = _form_screenshots(window, prot, png_dir)
     window.root.destroy()  # Window.close() would sys.exit() for a main window
 
     # --- the viewer on a saved protocol with job outputs
@@ -131,6 +132,40 @@ def child_gui(folder, png_dir):
     return res
 
 
+def _form_screenshots(window, prot, png_dir):
+    """Screenshots of every tab of the form at the Normal and Advanced levels (the virtual display's pixels),
+    and the parameters each tab shows at that level."""
+    from PIL import ImageGrab
+    from pyworkflow.protocol.constants import LEVEL_ADVANCED, LEVEL_NORMAL
+
+    os.makedirs(png_dir, exist_ok=True)
+    root = window.root
+    root.deiconify()  # the tests build the window without its main loop: map it to draw it
+    root.geometry("900x760+0+0")
+    root.update()
+    notebook = window._sections[0].master
+    sections = [s for s in prot.iterDefinitionSections() if s.getLabel() not in ("General", "Parallelization")]
+    shots = {}
+    for level, level_name in ((LEVEL_NORMAL, "normal"), (LEVEL_ADVANCED, "advanced")):
+        prot.expertLevel.set(level)
+        window._onExpertLevelChanged()
+        for i, section in enumerate(sections):
+            notebook.select(i)
+            root.update()
+            shown = [name for name, param in section.iterParams()
+                     if prot.evalParamExpertLevel(param) and prot.evalParamCondition(name)]
+            x, y = root.winfo_rootx(), root.winfo_rooty()
+            img = ImageGrab.grab(bbox=(x, y, x + root.winfo_width(), y + root.winfo_height()))
+            fn = os.path.join(png_dir, f"form_{level_name}_{section.getLabel().replace(' ', '_')}.png")
+            img.save(fn)
+            grey = img.convert("L")
+            shots[f"{level_name}:{section.getLabel()}"] = dict(
+                file=fn, shown=shown, size=list(img.size), extrema=list(grey.getextrema()))
+    prot.expertLevel.set(LEVEL_NORMAL)
+    window._onExpertLevelChanged()
+    return shots
+
+
 def check_gui(res):
     """What ``_child_gui`` found (shared with the Scipion-style suite, ``test_scipion_suite.py``)."""
     # discovery: the entry point name must be the package name for pyworkflow to import the plugin
@@ -142,6 +177,19 @@ def check_gui(res):
               "initIters", "finalIters", "radiusStep", "targetESS", "symmetry", "maskDiameter", "alignRes", "numStarts",
               "numberOfThreads"):
         assert p in res["form_params"], (p, res["form_params"])
+    # the form at both levels, every tab drawn: at Normal each shows what a user must look at, Advanced more
+    shots = res["form_shots"]
+    tabs = {k.split(":", 1)[1] for k in shots}
+    assert tabs == {"Input", "Ab-initio", "Gold standard"}, tabs
+    for key, shot in shots.items():
+        assert os.path.getsize(shot["file"]) > 2000 and shot["size"][0] > 300, (key, shot)
+        assert shot["extrema"][1] - shot["extrema"][0] > 100, (key, shot)  # widgets drawn, not a blank window
+        assert shot["shown"], (key, shot)  # no empty tab, at the Normal level either
+    for p in ("maxRes", "initRes", "numParticles", "symmetry", "alignRes"):
+        assert any(p in s["shown"] for k, s in shots.items() if k.startswith("normal:")), p
+    normal = sum(len(s["shown"]) for k, s in shots.items() if k.startswith("normal:"))
+    advanced = sum(len(s["shown"]) for k, s in shots.items() if k.startswith("advanced:"))
+    assert advanced > normal, (normal, advanced)
     assert res["gpu_widgets"]  # the hidden useGpu/gpuList params give the form's GPU controls
     assert res["form_wizards"].get("maskDiameter") == "AbInitRefineMaskDiameterWizard"
     assert res["form_wizards"].get("maxRes") == "AbInitRefineNyquistWizard"
