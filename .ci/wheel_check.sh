@@ -15,7 +15,8 @@ echo "wheel check in $WORK"
 WHEEL=$(ls "$WORK"/dist/*.whl)
 SDIST=$(ls "$WORK"/dist/*.tar.gz)
 python3 -m zipfile -l "$WHEEL" >"$WORK/wheel.txt"   # what `unzip -l` lists
-for f in engine/__init__.py engine/job.py engine/search.py engine/kernels_cuda.py protocols.conf bibtex.py \
+for f in engine/__init__.py engine/job.py engine/search.py engine/kernels_cuda.py engine/params.py protocols.conf bibtex.py \
+         templates/abinitrefine_relion_local.json.template \
          tests/test_scipion_suite.py tests/protocol_cases.py; do
   grep -q "scipion_abinitrefine/$f" "$WORK/wheel.txt" || { echo "the wheel lacks scipion_abinitrefine/$f"; exit 1; }
 done
