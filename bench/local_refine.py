@@ -19,19 +19,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
-import subprocess
 import sys
 import tempfile
 import time
-
-import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import hard  # noqa: E402
 from benchutil import git_rev  # noqa: E402
 
-RELION_ENV = dict(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMP_NUM_THREADS="1")
+from scipion_abinitrefine.testing import relion  # noqa: E402
 
 
 def run_ours(d, truth, t, seed, oracle):
@@ -53,61 +49,6 @@ def run_ours(d, truth, t, seed, oracle):
                      cpu_s=time.process_time() - c0)
 
 
-def run_relion_local(job_dir, ranks, diameter, ini_high):
-    cmd = ["mpirun", "--oversubscribe", "-np", str(ranks), "relion_refine_mpi", "--o", "relion/run",
-           "--auto_refine", "--split_random_halves", "--i", "particles.star", "--ref", "map.mrc",
-           "--ini_high", str(ini_high), "--ctf", "--particle_diameter", str(diameter), "--flatten_solvent",
-           "--zero_mask", "--oversampling", "1", "--healpix_order", "4", "--auto_local_healpix_order", "4",
-           "--sigma_ang", "2", "--offset_range", "3", "--offset_step", "1", "--sym", "C1",
-           "--low_resol_join_halves", "40", "--norm", "--scale", "--pad", "2", "--j", "1", "--pool", "10",
-           "--dont_combine_weights_via_disc"]
-    os.makedirs(os.path.join(job_dir, "relion"), exist_ok=True)
-    c0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t0 = time.time()
-    p = subprocess.run(cmd, cwd=job_dir, capture_output=True, text=True, env={**os.environ, **RELION_ENV})
-    c1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if p.returncode:
-        raise RuntimeError(f"relion_refine_mpi failed: {p.stdout[-1500:]}\n{p.stderr[-1500:]}")
-    return dict(cmd=" ".join(cmd), wall_s=time.time() - t0,
-                cpu_s=(c1.ru_utime - c0.ru_utime) + (c1.ru_stime - c0.ru_stime))
-
-
-def read_relative(star, cwd):
-    """RELION writes image names relative to the directory it ran in."""
-    from scipion_abinitrefine.engine import io
-
-    here = os.getcwd()
-    os.chdir(cwd)
-    try:
-        return io.read_star(star)
-    finally:
-        os.chdir(here)
-
-
-def compare(job_dir, truth_vol, t, apix):
-    from scipion_abinitrefine.engine import fsc, io, so3
-    from scipion_abinitrefine.testing import metrics
-
-    ours = io.read_star(os.path.join(job_dir, "particles.star"))
-    rel = read_relative(os.path.join(job_dir, "relion", "run_data.star"), job_dir)
-    pos = {int(k): i for i, k in enumerate(ours.stack_index)}
-    idx = np.array([pos[int(k)] for k in rel.stack_index])
-    R_ours = so3.euler_to_matrix(ours.rot[idx], ours.tilt[idx], ours.psi[idx])
-    R_rel = so3.euler_to_matrix(rel.rot, rel.tilt, rel.psi)
-    turn = so3.geodesic_deg(R_ours, R_rel)
-    dshift = np.hypot(rel.origin_x - ours.origin_x[idx], rel.origin_y - ours.origin_y[idx])
-    R_true = so3.euler_to_matrix(t["rot"], t["tilt"], t["psi"])[rel.stack_index]
-    err_ours, _ = metrics.pose_errors(R_ours, R_true)
-    err_rel, _ = metrics.pose_errors(R_rel, R_true)
-    h1, _ = io.read_mrc(os.path.join(job_dir, "relion", "run_half1_class001_unfil.mrc"))
-    h2, _ = io.read_mrc(os.path.join(job_dir, "relion", "run_half2_class001_unfil.mrc"))
-    gs = fsc.gold_standard_fsc(h1, h2, apix)
-    return dict(pose_change_median_deg=float(np.median(turn)), pose_change_p90_deg=float(np.percentile(turn, 90)),
-                shift_change_median_A=float(np.median(dshift)), err_ours_deg=float(np.median(err_ours)),
-                err_relion_deg=float(np.median(err_rel)), relion_gold_standard_A=float(gs["resolution"]),
-                half_kept=bool(np.all(rel.half == ours.half[idx])))
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=2000)
@@ -125,8 +66,8 @@ def main():
     row["oracle"] = {**oracle, **hard.evaluate(oracle_dir, truth, t, apix)}
     job_dir, ours = run_ours(d, truth, t, a.seed, oracle=False)
     row["ours"] = {**ours, **hard.evaluate(job_dir, truth, t, apix)}
-    row["relion"] = run_relion_local(job_dir, a.ranks, diameter=110, ini_high=a.ini_high)
-    row["relion"].update(compare(job_dir, truth, t, apix))
+    row["relion"] = relion.run_local_refine(job_dir, diameter_A=110, ini_high_A=a.ini_high, ranks=a.ranks)
+    row["relion"].update(relion.compare(job_dir, apix, truth=t))
     os.makedirs(os.path.dirname(a.out), exist_ok=True)
     with open(a.out, "a") as f:
         f.write(json.dumps(row) + "\n")
