@@ -18,9 +18,6 @@ from .engine.names import (  # noqa: F401 (re-exported for the Scipion layer)
     OUT_UNUSED,
 )
 
-# Symmetry: only C1 is implemented (ab-initio in C1 is the CryoSPARC default)
-SYMMETRY_CHOICES = ["C1"]
-
 # Files of the protocol's extra directory
 JOB_DIR = "job"
 INPUT_STAR = "input_particles.star"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 
 from .params import CHOICES, table
+from .symmetry import SymmetryError, normalise
 
 
 def check(params) -> list[str]:
@@ -31,6 +32,11 @@ def check(params) -> list[str]:
             rng = (f"{'>' if low_open else '>='} {lo:g}" if hi is None else
                    f"in {'(' if low_open else '['}{lo:g}, {hi:g}]")
             errors.append(f"{label} ({name}) = {v:g}: must be {rng}; {hint}")
+    if hasattr(params, "symmetry"):
+        try:
+            normalise(params.symmetry)
+        except SymmetryError as e:
+            errors.append(f"Symmetry (symmetry) = {params.symmetry!r}: {e}")
     for name, allowed in CHOICES.items():
         if hasattr(params, name) and getattr(params, name) not in allowed:
             errors.append(f"{name} = {getattr(params, name)!r}: one of {', '.join(allowed)}")

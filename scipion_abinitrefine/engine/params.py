@@ -25,14 +25,15 @@ FEW_PER_HALF = 1000  # fewer: a warning (resolution and the verdict are weakly d
 
 def opt(default, label: str, *, flag: str | None = None, form: str | None = None, help: str = "",
         section: str | None = None, advanced: bool = False, line: str | None = None, form_label: str | None = None,
-        lo: float | None = None, hi: float | None = None, low_open: bool = False, hint: str = "") -> Field:
+        lo: float | None = None, hi: float | None = None, low_open: bool = False, hint: str = "",
+        example=None) -> Field:
     """A parameter: ``flag`` on the command line, ``form`` in the Scipion form (in ``section``, at the
     Advanced level if ``advanced``, on the form line ``line`` as ``form_label``), bounds [lo, hi] (lo excluded
     if ``low_open``; None = unbounded) with ``hint`` saying what a good value looks like."""
     assert form is None or section in SECTIONS, (label, section)
     return field(default=default, metadata=dict(
         label=label, flag=flag, form=form, help=help, section=section, advanced=advanced, line=line,
-        form_label=form_label or label, lo=lo, hi=hi, low_open=low_open, hint=hint))
+        form_label=form_label or label, lo=lo, hi=hi, low_open=low_open, hint=hint, example=example))
 
 
 @dataclass
@@ -119,6 +120,12 @@ class SGDParams:
     final_refine: bool = opt(True, "Polish the final poses")
     noise_prior_images: float = opt(50.0, "Noise model prior weight (images)", lo=0, hint="e.g. 50")
     pad: int = opt(2, "Padding factor", lo=1, hi=4, hint="2")
+    symmetry: str = opt(
+        "C1", "Symmetry", flag="--sym", form="symmetry", section="Input", example="D7",
+        help="Point group of the particle, as RELION names it: C1 (none), Cn, Dn, T, O or I (I1-I4; I = I2), "
+             "with RELION's axes (Cn about z, the Dn 2-fold about x), so that the maps and poses are what RELION "
+             "expects with the same symmetry. Every image updates all the symmetry-related views of the model. "
+             "C1 is the safe choice for a structure not known yet: a wrong symmetry makes a wrong map.")
     seed: int = opt(
         0, "Random seed", flag="--seed", form="seed", section="Gold standard", advanced=True, lo=0,
         hint="a non-negative integer",

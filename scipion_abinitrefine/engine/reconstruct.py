@@ -39,9 +39,12 @@ def image_points(data, gidx: np.ndarray, radius_px: float, kx, ky):
     return X, ctf_at(data.ctf, gidx, kx / (data.box * data.apix), ky / (data.box * data.apix))
 
 
-def backproject(acc, res, X, C, s2, kx, ky, box: int, pad: int, weights) -> np.ndarray:
+def backproject(acc, res, X, C, s2, kx, ky, box: int, pad: int, weights, sym=None) -> np.ndarray:
     """Insert the centred images (weighted by ``weights`` (B, n) over the n poses of ``res``, CTF and 1/s2)
-    and their curvature C^2 / s2 into accumulator ``acc``. Returns the centred images (B, n, m)."""
+    and their curvature C^2 / s2 into accumulator ``acc``. Returns the centred images (B, n, m).
+
+    ``sym``: the point group's matrices (``symmetry.operators``); an image seen at A is also an image of
+    the symmetric map at A S for every S of the group, and is inserted at all of them."""
     B, nb, m = len(X), res.R.shape[1], len(kx)
     ph = fourier.shift_phases(kx, ky, res.t.reshape(-1, 2), box).reshape(B, nb, m)
     Xc = X[:, None, :] * ph
@@ -49,7 +52,13 @@ def backproject(acc, res, X, C, s2, kx, ky, box: int, pad: int, weights) -> np.n
     inv = (1.0 / s2)[None, None, :]
     vals = (w * C[:, None, :] * inv * Xc).reshape(-1, m)
     wts = (w * C[:, None, :] ** 2 * inv).reshape(-1, m)
-    acc.insert(res.R.reshape(-1, 3, 3), kx, ky, pad, vals, np.broadcast_to(wts, vals.shape))
+    wts = np.broadcast_to(wts, vals.shape)
+    R = res.R.reshape(-1, 3, 3)
+    if sym is None or len(sym) == 1:
+        acc.insert(R, kx, ky, pad, vals, wts)
+    else:
+        for S in sym:
+            acc.insert(R @ S.astype(np.float32), kx, ky, pad, vals, wts)
     return Xc
 
 

@@ -61,17 +61,13 @@ class ProtAbInitioRefine(ProtRefine3D):
                               help="Particles with CTF parameters (poses are not needed and are ignored). Images "
                                    "are used in place when they are MRC stacks; other formats are converted.")
             self._addJobParams(form, section)
-            if section == "Input":
-                form.addParam("symmetry", params.StringParam, default="C1", label="Symmetry",
-                              help="Only C1 is supported: ab-initio reconstruction in C1 avoids imposing a wrong "
-                                   "symmetry on a map that is not known yet. Symmetrise in a later refinement.")
 
         form.addParallelSection(threads=2, mpi=0)
 
     @staticmethod
     def _addJobParams(form, section):
         """The job's parameters of one form section, from the engine's parameter table (engine/params.py)."""
-        kinds = {int: params.IntParam, float: params.FloatParam, bool: params.BooleanParam}
+        kinds = {int: params.IntParam, float: params.FloatParam, bool: params.BooleanParam, str: params.StringParam}
         lines = {}
         for name, f in jobparams.form_fields():
             m = f.metadata
@@ -272,9 +268,6 @@ class ProtAbInitioRefine(ProtRefine3D):
             errors.append("Input particles have no CTF: estimate the CTF of the micrographs and extract the "
                           "particles again (or import them with their CTF parameters).")
         box = parts.getXDim()
-        if str(self.symmetry.get()).strip().upper() not in C.SYMMETRY_CHOICES:
-            errors.append(f"Symmetry '{self.symmetry.get()}' is not supported: only C1 is; run in C1 and impose "
-                          "symmetry in a later refinement.")
         # every bound and every check on the data, from the engine's parameter table, on the options this form
         # gives the job (the engine's messages name fields; the form's user knows the labels)
         from ..cli import job_params_from_args
@@ -337,7 +330,7 @@ class ProtAbInitioRefine(ProtRefine3D):
                 summary.append(f"Half {half}: kept random start {st['kept'] + 1} of {len(st['rounds'][0]['starts'])} "
                                f"(log-likelihood gain per image of the last {len(last['starts'])}: {gains})")
         summary.append(f"Maximum resolution {self.maxRes.get():g} A, initial {self.initRes.get():g} A, half-maps "
-                       f"aligned up to {self.alignRes.get():g} A")
+                       f"aligned up to {self.alignRes.get():g} A, symmetry {self.symmetry.get()}")
         return summary
 
     def _methods(self):
@@ -345,12 +338,13 @@ class ProtAbInitioRefine(ProtRefine3D):
             return []
         result = self._readResult()
         res = f" to {result['resolution_A']:.2f} A" if result else ""
+        sym = "" if str(self.symmetry.get()).upper() == "C1" else f", imposing {self.symmetry.get()} symmetry"
         return [f"An initial 3D map was obtained{res} from {self.getObjectTag('inputParticles')} by homogeneous "
                 "ab-initio refinement (stochastic gradient descent from random starts as in CryoSPARC "
                 f"[Punjani2017], {self.numStarts.get()} per half with the most likely kept, run independently on two "
                 "random half-sets that were aligned to each other only "
-                f"below {self.alignRes.get():g} A). The resolution was estimated by the gold-standard FSC at 0.143 "
-                "with phase-randomisation correction [Chen2013]."]
+                f"below {self.alignRes.get():g} A){sym}. The resolution was estimated by the gold-standard FSC at "
+                "0.143 with phase-randomisation correction [Chen2013]."]
 
     def _citations(self):
         return ["Punjani2017", "Kim2025", "Chen2013", "AbInitRefine"]

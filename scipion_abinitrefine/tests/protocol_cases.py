@@ -85,7 +85,7 @@ def child_run(star, sqlite, tiny):
         "nyquist": new(**dict(tiny, maxRes=5.0)).validate(),
         "align": new(**dict(tiny, alignRes=10.0)).validate(),
         "minibatch": new(**dict(tiny, numParticles=0, initMinibatch=90, finalMinibatch=300)).validate(),
-        "symmetry": new(**dict(tiny, symmetry="D7")).validate(),
+        "symmetry": new(**dict(tiny, symmetry="X7")).validate(),
         "lr": new(**dict(tiny, initLR=0.0)).validate(),
         "good": new(**tiny).validate(),
     }

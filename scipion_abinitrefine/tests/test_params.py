@@ -13,6 +13,8 @@ def other_value(f):
     d = params.default(f)
     if params.kind(f) is bool:
         return not d
+    if params.kind(f) is str:
+        return f.metadata["example"]
     lo, hi = f.metadata["lo"], f.metadata["hi"]
     v = d * 2 + 1
     if hi is not None and v > hi:
