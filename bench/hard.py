@@ -32,10 +32,11 @@ JOB_PARAMS = dict(max_res_A=10.0, init_res_A=20.0, init_iters=60, final_iters=30
                   align_every=40)
 
 
-def simulate_case(d, shape, n, snr, junk, seed, realistic, box=64, apix=2.0):
+def simulate_case(d, shape, n, snr, junk, seed, realistic, box=64, apix=2.0, symmetry="C1"):
     from scipion_abinitrefine.engine import io, simulate
 
-    truth = simulate.make_phantom(box, apix, seed=7 if shape == "demo" else 100 + seed, shape=shape)
+    truth = simulate.make_phantom(box, apix, seed=7 if shape == "demo" else 100 + seed, shape=shape,
+                                  symmetry=symmetry)
     kw = dict(bfactor=80.0, noise="coloured", scale_spread=0.2, defocus_range_um=(0.5, 3.0)) if realistic else {}
     images, t = simulate.simulate_particles(truth, n, apix, snr=snr, seed=11 + seed, junk_fraction=junk, **kw)
     io.write_stack(os.path.join(d, "p.mrcs"), images, apix)
@@ -80,12 +81,12 @@ def evaluate(out_dir, truth_vol, t, apix):
     return o
 
 
-def run_case(shape, n, snr, junk, seed, oracle, realistic, params):
+def run_case(shape, n, snr, junk, seed, oracle, realistic, params, phantom_symmetry="C1"):
     from scipion_abinitrefine.engine import io
     from scipion_abinitrefine.engine.job import Job, JobParams
 
     d = tempfile.mkdtemp(prefix="hard_")
-    truth, t = simulate_case(d, shape, n, snr, junk, seed, realistic)
+    truth, t = simulate_case(d, shape, n, snr, junk, seed, realistic, symmetry=phantom_symmetry)
     # the oracle starts from the true map, scaled to the normalised images (background std 1 = noise sigma),
     # without annealing (a temperature chosen to flatten the true map's sharp posteriors would blur it)
     over = dict(target_ess_fraction=0.0) if oracle else {}
@@ -98,6 +99,7 @@ def run_case(shape, n, snr, junk, seed, oracle, realistic, params):
     job.run_sgd()
     res = job.finish()
     out = dict(shape=shape, n=n, snr=snr, junk=junk, seed=seed, oracle=oracle, realistic=realistic,
+               phantom_symmetry=phantom_symmetry, symmetry=p.symmetry,
                gold_standard_A=res["resolution_A"], verdict=res["verdict"],
                agreement=res["convergence"].get("agreement_beyond_alignment"), n_used=res["n_used"],
                wall_s=time.time() - t0, cpu_s=time.process_time() - c0)
@@ -125,6 +127,8 @@ def main():
     ap.add_argument("--oracle", action="store_true", help="also run each case from the true map")
     ap.add_argument("--realistic", action="store_true", help="B 80 A^2, coloured noise, +-20%% scale, 0.5-3 um")
     ap.add_argument("--params", default="{}", help="JSON overrides of the job parameters")
+    ap.add_argument("--sym", default="C1", help="the phantom's point group (the job's: --params '{\"symmetry\": ...}');"
+                                                " the median pose error then counts symmetry mates as errors")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "hard.jsonl"))
     ap.add_argument("--case", help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -134,7 +138,8 @@ def main():
 
         threads.limit(0)  # what the command line sets up (engine/threads.py)
         shape, n, snr, seed, oracle = a.case.split(":")
-        print(json.dumps(run_case(shape, int(n), float(snr), a.junk, int(seed), oracle == "1", a.realistic, params)))
+        print(json.dumps(run_case(shape, int(n), float(snr), a.junk, int(seed), oracle == "1", a.realistic, params,
+                                  a.sym)))
         return
     os.makedirs(os.path.dirname(a.out), exist_ok=True)
     for shape in a.shape:
@@ -143,7 +148,8 @@ def main():
                 for seed in a.seeds:
                     for oracle in ([0, 1] if a.oracle else [0]):
                         cmd = [sys.executable, __file__, "--case", f"{shape}:{n}:{snr}:{seed}:{oracle}",
-                               "--junk", str(a.junk), "--params", a.params] + (["--realistic"] if a.realistic else [])
+                               "--junk", str(a.junk), "--params", a.params, "--sym", a.sym] + \
+                            (["--realistic"] if a.realistic else [])
                         p = subprocess.run(cmd, capture_output=True, text=True)
                         if p.returncode:
                             print(p.stderr[-3000:], file=sys.stderr)

@@ -20,7 +20,7 @@ DEMO_PARAMS = dict(max_res_A=6.0, init_iters=40, final_iters=40, radius_step=0.1
 
 
 def _simulate(out, n, box, apix, snr, seed, map_path=None, log=print, shape="demo", phantom_seed=None,
-              mass_kda=None, **data_kw):
+              mass_kda=None, symmetry="C1", **data_kw):
     """Simulate a data set into ``out``; ``data_kw`` go to :func:`simulate.simulate_particles` (B-factor,
     noise colour, scale spread, defocus range, junk fraction). Ground truth: poses in the STAR file, the
     map in truth.mrc, per-particle truth (junk flags and kinds, scales) in truth.csv."""
@@ -35,7 +35,7 @@ def _simulate(out, n, box, apix, snr, seed, map_path=None, log=print, shape="dem
         box = vol.shape[0]
     else:
         pseed = phantom_seed if phantom_seed is not None else (7 if shape == "demo" else seed)
-        vol = simulate.make_phantom(box, apix, seed=pseed, shape=shape, mass_kda=mass_kda)
+        vol = simulate.make_phantom(box, apix, seed=pseed, shape=shape, mass_kda=mass_kda, symmetry=symmetry)
     images, truth = simulate.simulate_particles(vol, n, apix, snr=snr, seed=seed, **data_kw)
     stack = os.path.join(out, "particles.mrcs")
     io.write_stack(stack, images, apix)
@@ -111,6 +111,13 @@ def cmd_run(args):
 
 
 def cmd_simulate(args):
+    from .engine.symmetry import SymmetryError, normalise
+
+    try:
+        normalise(args.sym)
+    except SymmetryError as e:
+        print(f"error: --sym: {e}", file=sys.stderr)
+        return 2
     if not 0 <= args.junk < 1:
         print(f"error: --junk {args.junk}: a fraction in [0, 1)", file=sys.stderr)
         return 2
@@ -118,7 +125,8 @@ def cmd_simulate(args):
         print(f"error: --defocus {args.defocus}: MIN MAX in micrometres, 0 < MIN <= MAX", file=sys.stderr)
         return 2
     _simulate(args.out, args.n, args.box, args.apix, args.snr, args.seed, args.map, shape=args.shape,
-              phantom_seed=args.phantom_seed, mass_kda=args.mass_kda, bfactor=args.bfactor, noise=args.noise,
+              phantom_seed=args.phantom_seed, mass_kda=args.mass_kda, symmetry=args.sym, bfactor=args.bfactor,
+              noise=args.noise,
               scale_spread=args.scale_spread, defocus_range_um=tuple(args.defocus), junk_fraction=args.junk)
     return 0
 
@@ -231,6 +239,7 @@ def build_parser():
     s.add_argument("--snr", type=float, default=0.05)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--map", default=None, help="MRC map to project instead of the built-in phantom")
+    s.add_argument("--sym", default="C1", help="the phantom's point group (RELION's names: C1, Cn, Dn, T, O, I)")
     s.add_argument("--shape", default="demo", choices=["demo", "compact", "elongated", "flat"],
                    help="phantom family (demo: the embedded demo map)")
     s.add_argument("--phantom-seed", type=int, default=None, help="draws the phantom within its family")

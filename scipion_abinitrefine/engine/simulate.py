@@ -18,6 +18,7 @@ import numpy as np
 
 from . import fourier, kernels_cpu, so3
 from .ctf import CTFParams, ctf_at
+from .symmetry import operators as symmetry_operators
 
 
 def _chain_in_ellipsoid(rng, n_res, centre, axes, R):
@@ -124,15 +125,23 @@ def render_atoms(atoms: np.ndarray, box: int, apix: float, atom_sigma_A: float =
 
 
 def make_phantom(box: int = 64, apix: float = 2.0, seed: int = 7, diameter_A: float | None = None,
-                 atom_sigma_A: float = 1.2, shape: str = "demo", mass_kda: float | None = None) -> np.ndarray:
-    """Asymmetric protein-like density (float32, (box,)*3), max ~1, centred.
+                 atom_sigma_A: float = 1.2, shape: str = "demo", mass_kda: float | None = None,
+                 symmetry: str = "C1") -> np.ndarray:
+    """Protein-like density (float32, (box,)*3), max ~1, centred; asymmetric in C1.
 
     ``shape``: "demo" (the embedded demo map with seed 7), "compact", "elongated" or "flat"; ``seed``
     draws the structure within the family. Size: ``mass_kda`` (e.g. 50-500) or ``diameter_A`` (default
-    60% of the box).
+    60% of the box). ``symmetry`` (RELION's names, :mod:`symmetry`): the phantom becomes one subunit, moved
+    off the symmetry axes and repeated at its mates, the assembly scaled to the same largest extent.
     """
     diam = diameter_A if diameter_A is not None else 0.6 * box * apix
-    return render_atoms(phantom_atoms(shape, seed, diam, mass_kda), box, apix, atom_sigma_A)
+    atoms = phantom_atoms(shape, seed, diam, mass_kda)
+    ops = symmetry_operators(symmetry)
+    if len(ops) > 1:
+        unit = atoms + np.array([0.30, 0.18, 0.24]) * diam  # off every axis of the groups' conventions
+        atoms = np.concatenate([unit @ S.T for S in ops])
+        atoms *= 0.5 * diam / np.max(np.linalg.norm(atoms, axis=1))
+    return render_atoms(atoms, box, apix, atom_sigma_A)
 
 
 def random_ctf(n: int, rng: np.random.Generator, defocus_range_um=(0.8, 2.5), astig_A: float = 300.0,

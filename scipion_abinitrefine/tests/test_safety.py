@@ -89,6 +89,7 @@ BAD_RUNS = [
     (["--max-res", "7"], ["Nyquist"]),
     (["--init-res", "10", "--max-res", "12"], ["Initial resolution"]),
     (["--backend", "tpu"], ["--backend"]),
+    (["--sym", "Q5"], ["--sym", "unknown symmetry", "C1"]),
 ]
 
 
