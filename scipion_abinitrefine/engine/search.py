@@ -67,7 +67,7 @@ class PoseSearch:
     """
 
     def __init__(self, box: int, particle_radius_px: float, max_shift_px: float, top_k: int = 8,
-                 backend=None, pad: int = 2, chunk: int = 32):
+                 backend=None, pad: int = 2, chunk: int = 32, base=None):
         from .backend import get_backend
 
         self.box = box
@@ -79,6 +79,8 @@ class PoseSearch:
         self.chunk = chunk
         self.step0 = so3.base_step_deg()
         self.score_reach = SCORE_REACH
+        # the level-0 rotations: the whole base grid, or one asymmetric unit of it (symmetry.asymmetric_unit)
+        self.base = base_rotations() if base is None else np.asarray(base, np.float32)
 
     # -- schedule of the hierarchy -------------------------------------------------------------
     def radius_for_step(self, step_deg: float) -> float:
@@ -145,7 +147,7 @@ class PoseSearch:
         F = be.asarray(F)
         X = be.asarray(X, np.complex64)
         C = be.asarray(C, np.float32)
-        Rg = be.asarray(base_rotations())
+        Rg = be.asarray(self.base)
         m0 = fourier.n_points_within(kx, ky, radii[0])
         shifts_h, s_step = self.base_shifts(radii[0])
         shifts = be.asarray(shifts_h)

@@ -36,12 +36,12 @@ import time
 
 import numpy as np
 
-from . import fourier, names, refine, schedule, so3, symmetry
+from . import fourier, names, refine, schedule, symmetry
 from .backend import get_backend
 from .noise import initial_noise, shell_index, updated_noise
 from .params import SGDParams  # noqa: F401 (the parameters of SGDRun, re-exported)
 from .reconstruct import FINAL_REGULARISER, UPDATE_REGULARISER, backproject, image_points, shell_regulariser
-from .search import PoseSearch
+from .search import PoseSearch, base_rotations
 
 # The random start (CryoSPARC-style): this many point masses of random weight 0.5-1.5, uniform in a ball of
 # this fraction of the particle radius (the particle's mass sits inside its window), low-passed to the
@@ -93,12 +93,13 @@ class SGDRun:
         self.n_ramp = int(np.ceil(max(0.0, self.r_max - self.r_init) / params.radius_step))
         self.n_iters = params.init_iters + self.n_ramp + params.final_iters
         self.rng = np.random.default_rng(params.seed if rng_seed is None else rng_seed)
-        self.searcher = PoseSearch(D, self.rp, params.max_shift_frac * D, params.top_k, self.be, params.pad)
+        self.sym = symmetry.operators(params.symmetry)  # the point group (identity alone in C1)
+        self.searcher = PoseSearch(D, self.rp, params.max_shift_frac * D, params.top_k, self.be, params.pad,
+                                   base=symmetry.asymmetric_unit(base_rotations(), self.sym))
         # model state: the random start is drawn at the full box (the same draws for a seed as without the
         # working box; drawn in the working box instead, 2 of 6 seeds of test_sgd's case failed against 1 of 6:
         # random starts still decide some runs, docs/design.rst), then cropped
         self._set_working_box(fourier.working_box(self.r_init, D))
-        self.sym = symmetry.operators(params.symmetry)  # the point group (identity alone in C1)
         vol = random_initial_model(D, self.rp, self.r_init, self.rng, self.sym)
         # No rescaling: the random start projects to well under 1% of the images' power at the initial
         # radius (box 64, SNR 0.01-0.05), so the first posteriors are broad and the first preconditioned
@@ -276,7 +277,7 @@ class SGDRun:
 
     def _choose_temperature(self, X, C, s2, r) -> float:
         """Annealing start: the temperature at which the median 3D ESS is the target fraction of the grid."""
-        n_rot = len(so3.base_grid())
+        n_rot = len(self.searcher.base)  # the rotations searched (one asymmetric unit with a symmetry)
         target = self.p.target_ess_fraction * n_rot
         sub = slice(0, min(len(X), 32))
         _, ll0 = self.searcher.search(self.G, X[sub], C[sub], s2, self.kx[:X.shape[1]], self.ky[:X.shape[1]],

@@ -80,6 +80,20 @@ def normalise(name: str) -> str:
     return s
 
 
+def asymmetric_unit(rotations: np.ndarray, ops: np.ndarray, tol: float = 1e-4) -> np.ndarray:
+    """The rotations of a grid (n, 3, 3) that lie in one asymmetric unit of SO(3) under the group ``ops``.
+
+    Poses A and A S (S in the group) see the same symmetric map: one of each class is enough. The unit kept
+    is the one around the identity: A with trace(A) >= trace(A S) for every S (the rotation angle of A is the
+    smallest in its class), ties on its border kept. With C1 the grid itself is returned.
+    """
+    if len(ops) == 1:
+        return rotations
+    R = np.asarray(rotations, np.float64)
+    tr = np.einsum("nij,sji->ns", R, np.asarray(ops, np.float64))  # trace(A S) for every A, S
+    return rotations[tr[:, 0] >= tr.max(axis=1) - tol]
+
+
 def operators(name: str) -> np.ndarray:
     """The group's rotation matrices (n, 3, 3), the identity first."""
     return np.array(_group(normalise(name)))

@@ -95,3 +95,22 @@ def test_sgd_with_symmetry_gives_a_symmetric_map_closer_to_the_truth():
         score[sym] = float(np.mean(curve[2:11]))  # shells to 12 A
     print("mean FSC to the truth over shells 2-10:", score)
     assert score["D2"] > score["C1"] + 0.01, score
+
+
+def test_the_search_grid_of_one_asymmetric_unit_covers_every_pose():
+    """Every rotation of the base grid has a symmetry mate in the unit kept for the search, and the unit holds
+    about 1/|G| of the grid (ties on its border kept): the search loses no pose and does |G| x less work."""
+    from scipion_abinitrefine.engine import search, so3
+
+    base = search.base_rotations().astype(np.float64)
+    assert symmetry.asymmetric_unit(search.base_rotations(), symmetry.operators("C1")) is search.base_rotations()
+    step = so3.base_step_deg()
+    for name in ("C2", "D3", "T", "O", "I"):
+        G = symmetry.operators(name)
+        unit = symmetry.asymmetric_unit(base, G)
+        assert len(base) / len(G) <= len(unit) <= 1.1 * len(base) / len(G) + 4, (name, len(unit))
+        # the nearest kept rotation to some mate of every grid rotation: within a grid step
+        mates = np.einsum("nij,sjk->nsik", base[::7], G).reshape(-1, 3, 3)
+        cos = (np.einsum("aij,bij->ab", mates, unit) - 1) / 2  # cos of the angle between rotations
+        best = np.degrees(np.arccos(np.clip(cos.reshape(len(base[::7]), len(G), -1).max(axis=(1, 2)), -1, 1)))
+        assert best.max() < step, (name, best.max())
