@@ -125,6 +125,7 @@ def main():
     ap.add_argument("--junk", type=float, default=0.0)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--oracle", action="store_true", help="also run each case from the true map")
+    ap.add_argument("--oracle-only", action="store_true", help="run each case from the true map only")
     ap.add_argument("--realistic", action="store_true", help="B 80 A^2, coloured noise, +-20%% scale, 0.5-3 um")
     ap.add_argument("--params", default="{}", help="JSON overrides of the job parameters")
     ap.add_argument("--sym", default="C1", help="the phantom's point group (the job's: --params '{\"symmetry\": ...}');"
@@ -146,7 +147,7 @@ def main():
         for snr in a.snr:
             for n in a.n:
                 for seed in a.seeds:
-                    for oracle in ([0, 1] if a.oracle else [0]):
+                    for oracle in ([1] if a.oracle_only else [0, 1] if a.oracle else [0]):
                         cmd = [sys.executable, __file__, "--case", f"{shape}:{n}:{snr}:{seed}:{oracle}",
                                "--junk", str(a.junk), "--params", a.params, "--sym", a.sym] + \
                             (["--realistic"] if a.realistic else [])
