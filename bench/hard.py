@@ -89,7 +89,7 @@ def run_case(shape, n, snr, junk, seed, oracle, realistic, params, phantom_symme
     truth, t = simulate_case(d, shape, n, snr, junk, seed, realistic, symmetry=phantom_symmetry)
     # the oracle starts from the true map, scaled to the normalised images (background std 1 = noise sigma),
     # without annealing (a temperature chosen to flatten the true map's sharp posteriors would blur it)
-    over = dict(target_ess_fraction=0.0) if oracle else {}
+    over = dict(target_ess_fraction=0.0, n_starts=1) if oracle else {}  # one start: the true map
     p = JobParams(**{**JOB_PARAMS, **params, **over}, backend="cpu", seed=seed)
     t0, c0 = time.time(), time.process_time()
     job = Job(io.read_star(os.path.join(d, "p.star")), os.path.join(d, "out"), p, log=lambda *a, **k: None)
