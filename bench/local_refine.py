@@ -36,7 +36,7 @@ def run_ours(d, truth, t, seed, oracle):
     from scipion_abinitrefine.engine.job import Job, JobParams
 
     out = os.path.join(d, "oracle" if oracle else "ours")
-    over = dict(target_ess_fraction=0.0) if oracle else {}
+    over = dict(target_ess_fraction=0.0, n_starts=1) if oracle else {}  # one start: the true map
     p = JobParams(**{**DEMO_PARAMS, **over}, backend="cpu", seed=seed)
     t0, c0 = time.time(), time.process_time()
     job = Job(io.read_star(os.path.join(d, "p.star")), out, p, log=lambda *a, **k: None)
