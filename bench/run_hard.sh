@@ -20,3 +20,11 @@ $PY bench/hard.py --shape demo --snr 0.01 --n 10000 --seeds 0 1 2 3 4 --params '
 # only, at 7e411b9 (8 starts, one halving) seeds 4, 0, 1 (the time left allowed no more)
 $PY bench/hard.py --shape demo --snr 0.01 --n 10000 --seeds 4
 $PY bench/hard.py --shape demo --snr 0.01 --n 10000 --seeds 4 0 1
+# session 6: seeds 2 and 3 with 8 starts; the realistic junk cell (seed 0; seeds 1-2 stopped for lack of time);
+# symmetry (issue 12): a D3 phantom with the job in D3 and in C1
+$PY bench/hard.py --shape demo --snr 0.01 --n 10000 --seeds 2 3
+$PY bench/hard.py --shape demo --snr 0.01 --n 10000 --junk 0.2 --realistic --seeds 0
+SYMP='"max_res_A": 8.0, "init_res_A": 20.0, "init_iters": 40, "final_iters": 30, "radius_step": 0.1, "init_minibatch": 200, "final_minibatch": 300, "minibatch_switch_iter": 40, "lr_duration": 30, "align_every": 40, "n_starts": 4'
+for S in D3 C1; do
+  $PY bench/hard.py --shape compact --snr 0.02 --n 2000 --seeds 1 --sym D3 --params "{$SYMP, \"symmetry\": \"$S\"}" --out bench/results/sym.jsonl
+done
