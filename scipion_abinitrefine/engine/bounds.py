@@ -41,4 +41,3 @@ def check(params) -> list[str]:
         if hasattr(params, name) and getattr(params, name) not in allowed:
             errors.append(f"{name} = {getattr(params, name)!r}: one of {', '.join(allowed)}")
     return errors
-

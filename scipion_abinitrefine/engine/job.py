@@ -19,7 +19,7 @@ import numpy as np
 
 from . import bounds, halves, io, names, outdir, so3
 from .halves import choose_used, split_halves
-from .params import FEW_PER_HALF, MIN_PER_HALF, JobParams, data_errors  # noqa: F401 (re-exported)
+from .params import FEW_PER_HALF, JobParams, data_errors, n_used
 from .sgd import SGDRun
 from .starts import START_HALVING_GROWTH, START_SCORE_IMAGES, START_SELECT_GROWTH, start_scores, start_seed
 
@@ -49,11 +49,7 @@ def validate(params: JobParams, ps) -> None:
     errors = bounds.check(params)
     if errors:
         raise JobInputError("; ".join(errors))
-    n_use = len(ps) if params.num_particles <= 0 else min(params.num_particles, len(ps))
-    if n_use // 2 < MIN_PER_HALF:
-        raise JobInputError(f"{n_use} particles give {n_use // 2} per half-set: a gold-standard FSC needs at least "
-                            f"{MIN_PER_HALF} per half (thousands for a meaningful one); add particles")
-    errors = data_errors(params, ps.box, ps.apix, n_use)
+    errors = data_errors(params, ps.box, ps.apix, n_used(params.num_particles, len(ps)))
     if errors:
         raise JobInputError("; ".join(errors))
 
@@ -368,7 +364,7 @@ def run_job(particles, out_dir: str, params: JobParams, resume: bool = False, lo
         if len(constant):
             log(f"WARNING: {len(constant)} constant images (the first {ps.describe(int(constant[0]))}) carry "
                 "no signal")
-    n_use = len(ps) if params.num_particles <= 0 else min(params.num_particles, len(ps))
+    n_use = n_used(params.num_particles, len(ps))
     if n_use // 2 < FEW_PER_HALF:
         log(f"WARNING: {n_use // 2} particles per half-set: the gold-standard FSC and the convergence verdict "
             "are weakly determined with so few")

@@ -227,12 +227,20 @@ def bool_flag_value(f: Field) -> bool:
     return not default(f)
 
 
+def n_used(num_particles: int, n_total: int) -> int:
+    """How many of ``n_total`` particles the job uses (``num_particles`` <= 0: all)."""
+    return n_total if num_particles <= 0 else min(num_particles, n_total)
+
+
 def data_errors(p, box: int, apix: float, n_particles: int) -> list[str]:
     """The checks that need the data (pixel size, box, particle count), one message each naming the field.
 
     ``p`` is an SGDParams or JobParams; ``n_particles`` the number the job will use (both halves).
     """
     errors = []
+    if n_particles // 2 < MIN_PER_HALF:
+        errors.append(f"{n_particles} particles give {n_particles // 2} per half-set: a gold-standard FSC needs at "
+                      f"least {MIN_PER_HALF} per half (thousands for a meaningful one); add particles")
     nyq = 2.0 * apix
     if p.max_res_A < nyq - 1e-6:
         errors.append(f"Maximum resolution (max_res_A) = {p.max_res_A:g} A is finer than Nyquist ({nyq:.2f} A at "

@@ -277,16 +277,10 @@ class ProtAbInitioRefine(ProtRefine3D):
             p = job_params_from_args(self._getJobArgs() + self._getComputeArgs())
         except SystemExit:  # argparse refused a value (it printed why)
             return errors + ["A parameter value could not be read: check the numeric fields."]
-        nUse = parts.getSize()
-        if p.num_particles > 0:
-            nUse = min(nUse, p.num_particles)
         found = bounds.check(p)
-        if nUse // 2 < jobparams.MIN_PER_HALF:
-            found.append(f"Only {nUse} particles would be used ({nUse // 2} per half-set): a gold-standard FSC needs "
-                         f"at least {jobparams.MIN_PER_HALF} per half; add particles or use them all "
-                         "('Num particles to use' = 0).")
         if box is not None:
-            found += jobparams.data_errors(p, box, parts.getSamplingRate(), nUse)
+            found += jobparams.data_errors(p, box, parts.getSamplingRate(),
+                                           jobparams.n_used(p.num_particles, parts.getSize()))
         for f, _ in jobparams.table():
             found = [e.replace(f" ({f.name})", "") for e in found]
         return errors + found
@@ -297,9 +291,7 @@ class ProtAbInitioRefine(ProtRefine3D):
         parts = self.inputParticles.get()
         if parts is None:
             return warnings
-        n = parts.getSize()
-        if self.numParticles.get() and self.numParticles.get() > 0:
-            n = min(n, self.numParticles.get())
+        n = jobparams.n_used(self.numParticles.get() or 0, parts.getSize())
         if n // 2 < jobparams.FEW_PER_HALF:
             warnings.append(f"Only {n // 2} particles per half-set: from random starts the halves may not find the "
                             "same structure, and the gold-standard FSC is weakly determined. Use more particles "
