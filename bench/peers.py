@@ -49,15 +49,11 @@ def run_relion(d, n_threads, iters, particle_diameter):
 
 def score_relion(res, truth_vol, t, apix):
     from scipion_abinitrefine.engine import io
+    from scipion_abinitrefine.testing import relion
 
     vol, _ = io.read_mrc(res["map"])
-    # RELION writes image names relative to the directory it ran in (the case directory), not to the STAR's
-    here = os.getcwd()
-    os.chdir(os.path.dirname(os.path.dirname(res["data"])))
-    try:
-        ps = io.read_star(res["data"])
-    finally:
-        os.chdir(here)
+    # RELION ran in the case directory (its image names are relative to it)
+    ps = relion.read_relative(res["data"], os.path.dirname(os.path.dirname(res["data"])))
     return hard.truth_scores(vol, ps, truth_vol, t, apix)
 
 

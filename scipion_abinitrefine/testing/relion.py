@@ -49,7 +49,7 @@ def run_local_refine(job_dir: str, diameter_A: float, ini_high_A: float, ranks: 
                 cpu_s=(c1.ru_utime - c0.ru_utime) + (c1.ru_stime - c0.ru_stime))
 
 
-def _read_relative(star: str, cwd: str):
+def read_relative(star: str, cwd: str):
     """RELION writes image names relative to the directory it ran in."""
     here = os.getcwd()
     os.chdir(cwd)
@@ -65,7 +65,7 @@ def compare(job_dir: str, apix: float, truth: dict | None = None) -> dict:
     project's FSC (masked, corrected), RELION's own final resolution, and with ``truth`` (rot, tilt, psi per
     stack index) the median angular error of ours and of RELION's poses (one global rotation, both hands)."""
     ours = io.read_star(os.path.join(job_dir, "particles.star"))
-    rel = _read_relative(os.path.join(job_dir, "relion", "run_data.star"), job_dir)
+    rel = read_relative(os.path.join(job_dir, "relion", "run_data.star"), job_dir)
     pos = {int(k): i for i, k in enumerate(ours.stack_index)}
     idx = np.array([pos[int(k)] for k in rel.stack_index])
     R_ours = so3.euler_to_matrix(ours.rot[idx], ours.tilt[idx], ours.psi[idx])
