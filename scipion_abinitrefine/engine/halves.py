@@ -116,3 +116,62 @@ def align_halves(A, B, box: int, apix: float, align_res_A: float, seed: int) -> 
         msg = (f"  half B kept in its frame (by {rule}): the best alignment (rotation {angle:.1f} deg, "
                f"flip={rec['flip']}, cc={rec['score']:.3f}) against B unmoved (cc {rec['identity_score']:.3f})")
     return rec, msg
+
+
+# Images per half whose poses are searched again against the other half's final model.
+CROSS_IMAGES = 400
+# Two poses of one image "agree" within this angle (deg): coarser than the final search's precision at the
+# resolutions this job reaches, far finer than chance (random rotations fall this close with p ~ 0.1%).
+CROSS_TOLERANCE_DEG = 15.0
+
+
+def chance_within(deg: float) -> float:
+    """Probability that two independent uniformly random rotations lie within ``deg`` of each other."""
+    a = np.radians(deg)
+    return float((a - np.sin(a)) / np.pi)
+
+
+def cross_pose_agreement(A, B, n_images: int = CROSS_IMAGES, seed: int = 0) -> dict:
+    """Do the halves' final models give the same images the same poses?
+
+    For up to ``n_images`` seen images of each half: the best pose against the *other* half's final model
+    (the halves share one frame after the last alignment) against the image's own final pose, as a
+    geodesic angle (the closest symmetry mate). A right structure determines the poses of most images to
+    the resolution's precision, whichever half's model is used; two halves that settled on a shared blob
+    (a shape whose projections barely depend on the view) agree as maps but not on poses, because each
+    image's pose is then decided by the maps' independent noise.
+
+    Returns a dict: 'fraction' (of images within ``CROSS_TOLERANCE_DEG``), 'median_deg', 'chance' (the
+    fraction random poses give), 'images'.
+    """
+    from . import fourier
+    from .reconstruct import image_points
+
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 0xC405]))
+    angles, ess = [], []
+    for own, other in ((A, B), (B, A)):
+        seen = np.flatnonzero(own.seen)
+        if not len(seen):
+            continue
+        sel = np.sort(rng.choice(seen, min(n_images, len(seen)), replace=False))
+        r = other.r_max
+        other.set_working_radius(r)
+        m = fourier.n_points_within(other.kx, other.ky, r)
+        kx, ky = other.kx[:m], other.ky[:m]
+        G = other.be.asarray(other.G)
+        for a in range(0, len(sel), 128):
+            s = sel[a:a + 128]
+            X, C = image_points(own.data, own.idx[s], own.rp, kx, ky)
+            res = other.searcher.search(G, X, C, own.noise_per_point(m), kx, ky, r, n_keep=1,
+                                        top_k=own.p.final_top_k)
+            Rx = np.asarray(res.R[:, 0], np.float64)
+            Ro = own.R[s].astype(np.float64)
+            d = np.min([so3.geodesic_deg(Rx, Ro @ S) for S in own.sym], axis=0)
+            angles.append(d)
+            ess.append(np.asarray(res.ess, np.float64) / len(other.searcher.base))
+    ang = np.concatenate(angles) if angles else np.zeros(0)
+    return dict(fraction=float(np.mean(ang < CROSS_TOLERANCE_DEG)) if len(ang) else float("nan"),
+                median_deg=float(np.median(ang)) if len(ang) else float("nan"),
+                chance=chance_within(CROSS_TOLERANCE_DEG) * max(1, len(A.sym)), images=int(len(ang)),
+                tolerance_deg=CROSS_TOLERANCE_DEG,
+                ess_fraction=float(np.median(np.concatenate(ess))) if ess else float("nan"))

@@ -247,8 +247,10 @@ class Job:
         # the phase-randomisation's fixed seed: `abinitrefine fsc` on the half-maps gives the same curve
         gs = fsc.gold_standard_fsc(maps["A"], maps["B"], apix)
         report.write_fsc(self.out, gs, self.ps.box, apix)
+        poses = halves.cross_pose_agreement(A, B, seed=self.p.seed)
         vd = verdict.convergence_verdict(gs, self.ps.box, apix, self.p.align_res_A, self.p.max_res_A,
-                                         align_cc=self.alignments[-1]["score"] if self.alignments else None)
+                                         align_cc=self.alignments[-1]["score"] if self.alignments else None,
+                                         poses=poses)
         self.say(vd["message"])
         # particles: used = seen by the SGD; poses in RELION convention
         n = len(self.ps)

@@ -8,6 +8,12 @@ verdict compares the corrected gold-standard FSC in the band just past the align
 1/sqrt(number of independent Fourier voxels in the shell under the mask). Reported beside it: the
 halves' correlation at the alignment resolution after alignment (informative only: two unrelated blobs
 of the same size also correlate there).
+
+Maps can agree without the poses being determined: two halves that settled on the same featureless shape
+(a bright compact lobe whose projections barely depend on the view, measured on realistic low-SNR data with
+junk) agree past the alignment resolution as well as right maps do. The second test asks the poses:
+images of each half searched again against the other half's final model (:func:`halves.cross_pose_agreement`)
+must land on their own poses for at least ``MIN_POSE_AGREEMENT`` of them.
 """
 from __future__ import annotations
 
@@ -18,6 +24,9 @@ from . import fourier, names
 CONVERGED, FAILED, UNDETERMINED = "converged", "failed", "undetermined"
 BAND_FACTOR = 1.5  # the independent band: align_res / BAND_FACTOR .. align_res
 MIN_AGREEMENT = names.FSC_GOLD  # and never less than the gold-standard threshold
+# Fraction of images whose poses from the two halves' models agree (``halves.CROSS_TOLERANCE_DEG``) below
+# which the maps' agreement is not trusted (random poses: ~0.1%; see docs/design.rst for the measurements)
+MIN_POSE_AGREEMENT = 0.10
 
 
 def noise_fsc_sigma(mask: np.ndarray) -> np.ndarray:
@@ -46,17 +55,18 @@ def independent_band(box: int, apix: float, align_res_A: float, limit_radius: fl
 
 
 def convergence_verdict(gs: dict, box: int, apix: float, align_res_A: float, max_res_A: float,
-                        align_cc: float | None = None) -> dict:
+                        align_cc: float | None = None, poses: dict | None = None) -> dict:
     """Verdict from the gold-standard FSC (:func:`fsc.gold_standard_fsc` output).
 
     Returns a dict: 'verdict' (converged | failed | undetermined), 'agreement_beyond_alignment' (mean
     corrected FSC in the band), 'noise_level' (3 sigma of unrelated maps there), 'band_A' (the band's
-    resolution limits), 'align_cc', and 'message' (one sentence for the log and summaries).
+    resolution limits), 'align_cc', 'pose_agreement' (``poses``: :func:`halves.cross_pose_agreement`,
+    or None when not measured), and 'message' (one sentence for the log and summaries).
     """
     corr = np.asarray(gs["fsc_corrected"], np.float64)
     band, hi_k = independent_band(box, apix, align_res_A, box * apix / max_res_A)
     out = dict(align_cc=None if align_cc is None else float(align_cc),
-               band_A=[float(align_res_A), float(box * apix / max(hi_k, 1e-9))])
+               band_A=[float(align_res_A), float(box * apix / max(hi_k, 1e-9))], pose_agreement=poses)
     if not band.any():
         out.update(verdict=UNDETERMINED, agreement_beyond_alignment=None, noise_level=None,
                    message=(f"convergence cannot be judged: the maximum resolution ({max_res_A:g} A) leaves no "
@@ -68,11 +78,26 @@ def convergence_verdict(gs: dict, box: int, apix: float, align_res_A: float, max
     noise = float(3.0 * sig[band].mean() / np.sqrt(band.sum()))  # 3 sigma of the band's mean
     thr = max(MIN_AGREEMENT, noise)
     ok = agree > thr
-    out.update(verdict=CONVERGED if ok else FAILED, agreement_beyond_alignment=agree, noise_level=noise)
     band_txt = f"{out['band_A'][0]:.1f}-{out['band_A'][1]:.1f} A"
-    if ok:
+    pose_ok = poses is None or not np.isfinite(poses["fraction"]) or poses["fraction"] >= MIN_POSE_AGREEMENT
+    out.update(verdict=CONVERGED if ok and pose_ok else FAILED, agreement_beyond_alignment=agree,
+               noise_level=noise)
+    pose_txt = ("" if poses is None else
+                f"; {100 * poses['fraction']:.0f}% of {poses['images']} images get the same pose (within "
+                f"{poses['tolerance_deg']:g} deg) from both halves' maps")
+    if ok and pose_ok:
         out["message"] = (f"CONVERGED: the two independent halves agree past the alignment resolution "
-                          f"(mean corrected FSC {agree:.2f} at {band_txt}; unrelated maps give < {thr:.2f})")
+                          f"(mean corrected FSC {agree:.2f} at {band_txt}; unrelated maps give < {thr:.2f})"
+                          f"{pose_txt}")
+    elif ok:
+        out["message"] = (f"WARNING: NOT CONVERGED: the two halves' maps agree past the alignment resolution "
+                          f"(mean corrected FSC {agree:.2f} at {band_txt}), but their poses do not: only "
+                          f"{100 * poses['fraction']:.0f}% of {poses['images']} images get the same pose (within "
+                          f"{poses['tolerance_deg']:g} deg) from both halves' maps (random poses: "
+                          f"{100 * poses['chance']:.1f}%; a determined structure: >= {100 * MIN_POSE_AGREEMENT:.0f}%). "
+                          f"Both halves settled on a shape whose projections barely depend on the view: do not "
+                          f"trust this map. Try more particles, more random starts, a finer initial resolution, "
+                          f"or clean the data (junk, CTF)")
     else:
         out["message"] = (f"WARNING: NOT CONVERGED: the two independent halves do not agree past the alignment "
                           f"resolution (mean corrected FSC {agree:.2f} at {band_txt}, no more than unrelated "
