@@ -62,7 +62,8 @@ def crossing(freq, fsc, threshold: float = names.FSC_GOLD) -> float | None:
     for i in range(2, len(fsc)):
         if fsc[i] < threshold:
             y0, y1 = fsc[i - 1], fsc[i]
-            frac = (y0 - threshold) / (y0 - y1) if y0 > y1 else 1.0
+            # a curve already below at shell 1 (pure noise) crosses at shell 1, not before it
+            frac = min(max((y0 - threshold) / (y0 - y1), 0.0), 1.0) if y0 > y1 else 1.0
             fx = f[i - 1] + frac * (f[i] - f[i - 1])
             return float(1.0 / fx)
     return None

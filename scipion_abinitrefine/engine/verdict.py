@@ -13,7 +13,10 @@ Maps can agree without the poses being determined: two halves that settled on th
 (a bright compact lobe whose projections barely depend on the view, measured on realistic low-SNR data with
 junk) agree past the alignment resolution as well as right maps do. The second test asks the poses:
 images of each half searched again against the other half's final model (:func:`halves.cross_pose_agreement`)
-must land on their own poses for at least ``MIN_POSE_AGREEMENT`` of them.
+must land on their own poses for at least ``MIN_POSE_AGREEMENT`` of them, and their posterior there (T = 1)
+must be concentrated: a median 3D ESS of at most ``MAX_POSE_SPREAD`` of the orientations searched. (Agreement
+alone is not enough: two nearly identical maps of a ball give an image the same arg-max pose although every
+pose fits it equally well.)
 """
 from __future__ import annotations
 
@@ -27,6 +30,9 @@ MIN_AGREEMENT = names.FSC_GOLD  # and never less than the gold-standard threshol
 # Fraction of images whose poses from the two halves' models agree (``halves.CROSS_TOLERANCE_DEG``) below
 # which the maps' agreement is not trusted (random poses: ~0.1%; see docs/design.rst for the measurements)
 MIN_POSE_AGREEMENT = 0.10
+# Median 3D ESS (fraction of the orientations searched) above which the poses are not determined: 5% of
+# SO(3) is a ball of radius ~57 deg around the best pose (a determined structure at 20-10 A: < 1%)
+MAX_POSE_SPREAD = 0.05
 
 
 def noise_fsc_sigma(mask: np.ndarray) -> np.ndarray:
@@ -54,6 +60,21 @@ def independent_band(box: int, apix: float, align_res_A: float, limit_radius: fl
     return (shells > lo_k + 0.5) & (shells <= hi_k + 1e-9), hi_k
 
 
+def pose_problems(poses: dict | None) -> list[str]:
+    """Why the poses of :func:`halves.cross_pose_agreement` are not determined (empty: they are)."""
+    if poses is None or not poses["images"]:
+        return []
+    out = []
+    if poses["fraction"] < MIN_POSE_AGREEMENT:
+        out.append(f"only {100 * poses['fraction']:.0f}% of {poses['images']} images get the same pose (within "
+                   f"{poses['tolerance_deg']:g} deg) from both halves' maps (random poses: "
+                   f"{100 * poses['chance']:.1f}%; needed: {100 * MIN_POSE_AGREEMENT:.0f}%)")
+    if poses["ess_fraction"] > MAX_POSE_SPREAD:
+        out.append(f"an image's pose posterior spans {100 * poses['ess_fraction']:.0f}% of all orientations "
+                   f"(median; a determined structure: < {100 * MAX_POSE_SPREAD:.0f}%)")
+    return out
+
+
 def convergence_verdict(gs: dict, box: int, apix: float, align_res_A: float, max_res_A: float,
                         align_cc: float | None = None, poses: dict | None = None) -> dict:
     """Verdict from the gold-standard FSC (:func:`fsc.gold_standard_fsc` output).
@@ -79,25 +100,23 @@ def convergence_verdict(gs: dict, box: int, apix: float, align_res_A: float, max
     thr = max(MIN_AGREEMENT, noise)
     ok = agree > thr
     band_txt = f"{out['band_A'][0]:.1f}-{out['band_A'][1]:.1f} A"
-    pose_ok = poses is None or not np.isfinite(poses["fraction"]) or poses["fraction"] >= MIN_POSE_AGREEMENT
-    out.update(verdict=CONVERGED if ok and pose_ok else FAILED, agreement_beyond_alignment=agree,
+    why = pose_problems(poses)
+    out.update(verdict=CONVERGED if ok and not why else FAILED, agreement_beyond_alignment=agree,
                noise_level=noise)
     pose_txt = ("" if poses is None else
                 f"; {100 * poses['fraction']:.0f}% of {poses['images']} images get the same pose (within "
-                f"{poses['tolerance_deg']:g} deg) from both halves' maps")
-    if ok and pose_ok:
+                f"{poses['tolerance_deg']:g} deg) from both halves' maps, their pose posterior spans "
+                f"{100 * poses['ess_fraction']:.1f}% of the orientations")
+    if ok and not why:
         out["message"] = (f"CONVERGED: the two independent halves agree past the alignment resolution "
                           f"(mean corrected FSC {agree:.2f} at {band_txt}; unrelated maps give < {thr:.2f})"
                           f"{pose_txt}")
     elif ok:
         out["message"] = (f"WARNING: NOT CONVERGED: the two halves' maps agree past the alignment resolution "
-                          f"(mean corrected FSC {agree:.2f} at {band_txt}), but their poses do not: only "
-                          f"{100 * poses['fraction']:.0f}% of {poses['images']} images get the same pose (within "
-                          f"{poses['tolerance_deg']:g} deg) from both halves' maps (random poses: "
-                          f"{100 * poses['chance']:.1f}%; a determined structure: >= {100 * MIN_POSE_AGREEMENT:.0f}%). "
-                          f"Both halves settled on a shape whose projections barely depend on the view: do not "
-                          f"trust this map. Try more particles, more random starts, a finer initial resolution, "
-                          f"or clean the data (junk, CTF)")
+                          f"(mean corrected FSC {agree:.2f} at {band_txt}), but the poses are not determined: "
+                          f"{'; '.join(why)}. Both halves settled on a shape whose projections barely depend on "
+                          f"the view: do not trust this map or its poses. Try more particles, more random "
+                          f"starts, a finer initial resolution, or clean the data (junk, CTF)")
     else:
         out["message"] = (f"WARNING: NOT CONVERGED: the two independent halves do not agree past the alignment "
                           f"resolution (mean corrected FSC {agree:.2f} at {band_txt}, no more than unrelated "

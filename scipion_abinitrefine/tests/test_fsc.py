@@ -50,6 +50,11 @@ def test_shell_freqs_and_resolution_at_tanh_curve():
     c2 = np.ones(33)
     c2[1] = 0.0
     assert fsc.resolution_at(c2, box, apix) == pytest.approx(2 * apix)
+    # below the threshold from shell 1 on (pure noise), falling further: shell 1's resolution, never a
+    # negative or coarser-than-the-box one (a pure-noise job reported -21.7 A)
+    c3 = np.zeros(33)
+    c3[:3] = [1.0, 0.10, 0.09]
+    assert fsc.resolution_at(c3, box, apix) == pytest.approx(box * apix)
 
 
 def test_soft_auto_mask_covers_object():

@@ -54,21 +54,24 @@ def test_no_band_is_undetermined(truth):
     assert v["verdict"] == "undetermined" and "maximum resolution" in v["message"]
 
 
-def _poses(fraction, images=400):
+def _poses(fraction, images=400, spread=0.001):
     return dict(fraction=fraction, median_deg=5.0 if fraction > 0.5 else 110.0, chance=0.001, images=images,
-                tolerance_deg=15.0, ess_fraction=0.001)
+                tolerance_deg=15.0, ess_fraction=spread)
 
 
 def test_maps_agree_but_poses_do_not_is_failed(truth):
     """Two halves that settled on one featureless shape agree as maps; when the images' poses from the two
-    halves' models do not agree, the maps are not trusted, and the message says why."""
+    halves' models do not agree, or every pose fits an image about as well, the maps are not trusted, and
+    the message says why."""
     s = 0.5 * truth.std()
     a, b = truth + _noise(1, s), truth + _noise(2, s)
     aln = align.align_maps(a, b, APIX, max_res_A=ALIGN, hands=True)
     gs = fsc.gold_standard_fsc(a, align.transform_map(b, aln), APIX)
     low = verdict.MIN_POSE_AGREEMENT * 0.5
     v = verdict.convergence_verdict(gs, BOX, APIX, ALIGN, MAXRES, poses=_poses(low))
-    assert v["verdict"] == "failed" and "poses do not" in v["message"], v
-    assert v["pose_agreement"]["fraction"] == low
+    assert v["verdict"] == "failed" and "poses are not determined" in v["message"], v
+    assert "images get the same pose" in v["message"] and v["pose_agreement"]["fraction"] == low
+    v = verdict.convergence_verdict(gs, BOX, APIX, ALIGN, MAXRES, poses=_poses(0.6, spread=0.5))
+    assert v["verdict"] == "failed" and "posterior spans 50% of all orientations" in v["message"], v
     v = verdict.convergence_verdict(gs, BOX, APIX, ALIGN, MAXRES, poses=_poses(0.6))
     assert v["verdict"] == "converged" and "60% of 400 images" in v["message"], v
