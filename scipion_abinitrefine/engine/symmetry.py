@@ -80,6 +80,29 @@ def normalise(name: str) -> str:
     return s
 
 
+# The Scipion form's layout (as the cryosparc2 plugin's): a group and, for C and D, an order; the names are
+# RELION's (I = I2), so the string the job gets is the one a RELION job downstream takes.
+FORM_GROUPS = ("Cn (cyclic)", "Dn (dihedral, 2-fold on x)", "T (tetrahedral)", "O (octahedral)",
+               "I1 (icosahedral)", "I2 (icosahedral, RELION's I)", "I3 (icosahedral)", "I4 (icosahedral)")
+_FORM_NAMES = ("C", "D", "T", "O", "I1", "I2", "I3", "I4")
+
+
+def from_group_order(group: int, order: int) -> str:
+    """RELION's symmetry name of the form's (group index into ``FORM_GROUPS``, order): (0, 7) -> 'C7',
+    (1, 2) -> 'D2', (2, any) -> 'T'. Not checked: :func:`normalise` says what is wrong with e.g. 'C0'."""
+    name = _FORM_NAMES[int(group)]
+    return f"{name}{int(order)}" if name in ("C", "D") else name
+
+
+def to_group_order(name: str) -> tuple[int, int]:
+    """The form's (group index, order) of a symmetry name (inverse of :func:`from_group_order`)."""
+    s = normalise(name)
+    s = "I2" if s == "I" else s
+    if s[0] in "CD":
+        return _FORM_NAMES.index(s[0]), int(s[1:])
+    return _FORM_NAMES.index(s), 1
+
+
 def asymmetric_unit(rotations: np.ndarray, ops: np.ndarray, tol: float = 1e-4) -> np.ndarray:
     """The rotations of a grid (n, 3, 3) that lie in one asymmetric unit of SO(3) under the group ``ops``.
 

@@ -18,6 +18,7 @@ from pyworkflow.protocol.constants import LEVEL_ADVANCED
 
 from .. import constants as C
 from ..engine import params as jobparams
+from ..engine import symmetry
 
 
 class ProtAbInitioRefine(ProtRefine3D):
@@ -73,6 +74,14 @@ class ProtAbInitioRefine(ProtRefine3D):
             m = f.metadata
             if m["section"] != section:
                 continue
+            if name == "symmetry":  # a group and an order, as in the cryosparc2 plugin; the job gets RELION's name
+                grp, order = symmetry.to_group_order(jobparams.default(f))
+                line = form.addLine(m["form_label"], help=m["help"])
+                line.addParam("symmetryGroup", params.EnumParam, choices=list(symmetry.FORM_GROUPS), default=grp,
+                              display=params.EnumParam.DISPLAY_COMBO, label="group", help=m["help"])
+                line.addParam("symmetryOrder", params.IntParam, default=order, condition="symmetryGroup <= 1",
+                              label="order", help="Order n of Cn or Dn (C1 = no symmetry; Dn needs n >= 2).")
+                continue
             kw = dict(default=jobparams.default(f), label=m["form_label"], help=m["help"])
             if m["advanced"]:
                 kw["expertLevel"] = LEVEL_ADVANCED
@@ -114,7 +123,7 @@ class ProtAbInitioRefine(ProtRefine3D):
         parameter table with its flag; a boolean's flag only when the form flips its default."""
         args = []
         for name, f in jobparams.form_fields():
-            v = getattr(self, name).get()
+            v = self._symmetry() if name == "symmetry" else getattr(self, name).get()
             flag = f.metadata["flag"]
             if jobparams.kind(f) is bool:
                 if v is not None and bool(v) == jobparams.bool_flag_value(f):
@@ -122,6 +131,10 @@ class ProtAbInitioRefine(ProtRefine3D):
             else:
                 args += [flag, str(jobparams.default(f) if v is None else v)]
         return args
+
+    def _symmetry(self) -> str:
+        """The form's group and order as RELION's symmetry name (e.g. D7)."""
+        return symmetry.from_group_order(self.symmetryGroup.get(), self.symmetryOrder.get() or 0)
 
     def getGpuList(self):
         """No GPUs when the form says CPU: a queue's submission (GPU_COUNT) then asks for none."""
@@ -322,7 +335,7 @@ class ProtAbInitioRefine(ProtRefine3D):
                 summary.append(f"Half {half}: kept random start {st['kept'] + 1} of {len(st['rounds'][0]['starts'])} "
                                f"(log-likelihood gain per image of the last {len(last['starts'])}: {gains})")
         summary.append(f"Maximum resolution {self.maxRes.get():g} A, initial {self.initRes.get():g} A, half-maps "
-                       f"aligned up to {self.alignRes.get():g} A, symmetry {self.symmetry.get()}")
+                       f"aligned up to {self.alignRes.get():g} A, symmetry {self._symmetry()}")
         return summary
 
     def _methods(self):
@@ -330,7 +343,7 @@ class ProtAbInitioRefine(ProtRefine3D):
             return []
         result = self._readResult()
         res = f" to {result['resolution_A']:.2f} A" if result else ""
-        sym = "" if str(self.symmetry.get()).upper() == "C1" else f", imposing {self.symmetry.get()} symmetry"
+        sym = "" if self._symmetry() == "C1" else f", imposing {self._symmetry()} symmetry"
         return [f"An initial 3D map was obtained{res} from {self.getObjectTag('inputParticles')} by homogeneous "
                 "ab-initio refinement (stochastic gradient descent from random starts as in CryoSPARC "
                 f"[Punjani2017], {self.numStarts.get()} per half with the most likely kept, run independently on two "

@@ -85,14 +85,15 @@ def child_run(star, sqlite, tiny):
         "nyquist": new(**dict(tiny, maxRes=5.0)).validate(),
         "align": new(**dict(tiny, alignRes=10.0)).validate(),
         "minibatch": new(**dict(tiny, numParticles=0, initMinibatch=90, finalMinibatch=300)).validate(),
-        "symmetry": new(**dict(tiny, symmetry="X7")).validate(),
+        "symmetry": new(**dict(tiny, symmetryGroup=0, symmetryOrder=0)).validate(),  # C0
         "lr": new(**dict(tiny, initLR=0.0)).validate(),
         "good": new(**tiny).validate(),
     }
     warnings = new(**tiny).warnings()
+    sym_args = {str(g): new(**dict(tiny, symmetryGroup=g, symmetryOrder=7))._getJobArgs() for g in (1, 5)}
     prot = new(objLabel="ab-initio tiny", **tiny)
     prot = launch(project, prot, timeout=420)
-    return dict(prot_id=int(prot.getObjId()), errors=errors, warnings=warnings)
+    return dict(prot_id=int(prot.getObjId()), errors=errors, warnings=warnings, sym_args=sym_args)
 
 
 def child_continue_args(prot_id):
@@ -280,7 +281,11 @@ def check_validation(run):
     assert any("Maximum resolution" in e and "Nyquist" in e for e in errors["nyquist"]), errors["nyquist"]
     assert any("alignment resolution" in e for e in errors["align"]), errors["align"]
     assert any("minibatch" in e.lower() for e in errors["minibatch"]), errors["minibatch"]
-    assert any("Symmetry" in e for e in errors["symmetry"]), errors["symmetry"]
+    assert any("Symmetry" in e and "C0" in e for e in errors["symmetry"]), errors["symmetry"]
+    # the form's group + order reach the job as RELION's name (the order is ignored for T, O, I)
+    for g, want in (("1", "D7"), ("5", "I2")):
+        args = run["sym_args"][g]
+        assert args[args.index("--sym") + 1] == want, args
     # numeric bounds come from the engine's table through the form's job options
     assert any("Initial learning rate" in e for e in errors["lr"]), errors["lr"]
     # 90 particles per half: the form warns (the user may go on)

@@ -132,6 +132,17 @@ def child_gui(folder, png_dir):
     return res
 
 
+def _shown(prot, group):
+    """Names of the parameters a form group shows at the protocol's expert level, those of its lines too."""
+    out = []
+    for name, param in group.iterParams():
+        if prot.evalParamExpertLevel(param) and prot.evalParamCondition(name):
+            out.append(name)
+            if hasattr(param, "iterParams"):  # a line: the fields on it
+                out += _shown(prot, param)
+    return out
+
+
 def _form_screenshots(window, prot, png_dir):
     """Screenshots of every tab of the form at the Normal and Advanced levels (the virtual display's pixels),
     and the parameters each tab shows at that level."""
@@ -152,8 +163,7 @@ def _form_screenshots(window, prot, png_dir):
         for i, section in enumerate(sections):
             notebook.select(i)
             root.update()
-            shown = [name for name, param in section.iterParams()
-                     if prot.evalParamExpertLevel(param) and prot.evalParamCondition(name)]
+            shown = _shown(prot, section)
             x, y = root.winfo_rootx(), root.winfo_rooty()
             img = ImageGrab.grab(bbox=(x, y, x + root.winfo_width(), y + root.winfo_height()))
             fn = os.path.join(png_dir, f"form_{level_name}_{section.getLabel().replace(' ', '_')}.png")
@@ -174,7 +184,8 @@ def check_gui(res):
     assert "AbInitioRefineViewer" in res["viewers"], res["viewers"]
     # form: every CryoSPARC-named parameter has a widget, and the wizards are attached to theirs
     for p in ("inputParticles", "numParticles", "maxRes", "initRes", "initMinibatch", "finalMinibatch",
-              "initIters", "finalIters", "radiusStep", "targetESS", "symmetry", "maskDiameter", "alignRes", "numStarts",
+              "initIters", "finalIters", "radiusStep", "targetESS", "symmetryGroup", "symmetryOrder", "maskDiameter",
+              "alignRes", "numStarts",
               "numberOfThreads"):
         assert p in res["form_params"], (p, res["form_params"])
     # the form at both levels, every tab drawn: at Normal each shows what a user must look at, Advanced more
@@ -185,7 +196,7 @@ def check_gui(res):
         assert os.path.getsize(shot["file"]) > 2000 and shot["size"][0] > 300, (key, shot)
         assert shot["extrema"][1] - shot["extrema"][0] > 100, (key, shot)  # widgets drawn, not a blank window
         assert shot["shown"], (key, shot)  # no empty tab, at the Normal level either
-    for p in ("maxRes", "initRes", "numParticles", "symmetry", "alignRes"):
+    for p in ("maxRes", "initRes", "numParticles", "symmetryGroup", "alignRes"):
         assert any(p in s["shown"] for k, s in shots.items() if k.startswith("normal:")), p
     normal = sum(len(s["shown"]) for k, s in shots.items() if k.startswith("normal:"))
     advanced = sum(len(s["shown"]) for k, s in shots.items() if k.startswith("advanced:"))

@@ -114,3 +114,13 @@ def test_the_search_grid_of_one_asymmetric_unit_covers_every_pose():
         cos = (np.einsum("aij,bij->ab", mates, unit) - 1) / 2  # cos of the angle between rotations
         best = np.degrees(np.arccos(np.clip(cos.reshape(len(base[::7]), len(G), -1).max(axis=(1, 2)), -1, 1)))
         assert best.max() < step, (name, best.max())
+
+
+def test_form_group_and_order_round_trip():
+    """The Scipion form's (group, order) and RELION's names map one to one (I is I2, as in RELION)."""
+    for name in ("C1", "C7", "D2", "D7", "T", "O", "I1", "I2", "I3", "I4"):
+        g, n = symmetry.to_group_order(name)
+        assert symmetry.from_group_order(g, n) == name
+        assert symmetry.FORM_GROUPS[g].startswith(name[0])
+    assert symmetry.to_group_order("i") == symmetry.to_group_order("I2")
+    assert symmetry.from_group_order(2, 9) == "T"  # the order matters for C and D only
