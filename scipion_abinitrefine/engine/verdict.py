@@ -16,7 +16,9 @@ images of each half searched again against the other half's final model (:func:`
 must land on their own poses for at least ``MIN_POSE_AGREEMENT`` of them, and their posterior there (T = 1)
 must be concentrated: a median 3D ESS of at most ``MAX_POSE_SPREAD`` of the orientations searched. (Agreement
 alone is not enough: two nearly identical maps of a ball give an image the same arg-max pose although every
-pose fits it equally well.)
+pose fits it equally well.) Between ``MIN_POSE_AGREEMENT`` and ``CONFIDENT_POSE_AGREEMENT`` the verdict is
+"uncertain": runs that converged measured 0.5-1, a run that settled on a shared wrong shape 0.14, the job
+started from the true map on data too poor for it 0.26 (docs/design.rst).
 """
 from __future__ import annotations
 
@@ -24,12 +26,14 @@ import numpy as np
 
 from . import fourier, names
 
-CONVERGED, FAILED, UNDETERMINED = "converged", "failed", "undetermined"
+CONVERGED, FAILED, UNDETERMINED, UNCERTAIN = "converged", "failed", "undetermined", "uncertain"
 BAND_FACTOR = 1.5  # the independent band: align_res / BAND_FACTOR .. align_res
 MIN_AGREEMENT = names.FSC_GOLD  # and never less than the gold-standard threshold
 # Fraction of images whose poses from the two halves' models agree (``halves.CROSS_TOLERANCE_DEG``) below
 # which the maps' agreement is not trusted (random poses: ~0.1%; see docs/design.rst for the measurements)
 MIN_POSE_AGREEMENT = 0.10
+# ... and below which it is "uncertain" (a partial or shared wrong structure cannot be told from poor data)
+CONFIDENT_POSE_AGREEMENT = 0.30
 # Median 3D ESS (fraction of the orientations searched) above which the poses are not determined: 5% of
 # SO(3) is a ball of radius ~57 deg around the best pose (a determined structure at 20-10 A: < 1%)
 MAX_POSE_SPREAD = 0.05
@@ -101,13 +105,22 @@ def convergence_verdict(gs: dict, box: int, apix: float, align_res_A: float, max
     ok = agree > thr
     band_txt = f"{out['band_A'][0]:.1f}-{out['band_A'][1]:.1f} A"
     why = pose_problems(poses)
-    out.update(verdict=CONVERGED if ok and not why else FAILED, agreement_beyond_alignment=agree,
-               noise_level=noise)
+    weak = poses is not None and poses["images"] and poses["fraction"] < CONFIDENT_POSE_AGREEMENT
+    out.update(verdict=FAILED if not ok or why else UNCERTAIN if weak else CONVERGED,
+               agreement_beyond_alignment=agree, noise_level=noise)
     pose_txt = ("" if poses is None else
                 f"; {100 * poses['fraction']:.0f}% of {poses['images']} images get the same pose (within "
                 f"{poses['tolerance_deg']:g} deg) from both halves' maps, their pose posterior spans "
                 f"{100 * poses['ess_fraction']:.1f}% of the orientations")
-    if ok and not why:
+    if ok and not why and weak:
+        out["message"] = (f"WARNING: UNCERTAIN: the two halves' maps agree past the alignment resolution (mean "
+                          f"corrected FSC {agree:.2f} at {band_txt}), but only {100 * poses['fraction']:.0f}% of "
+                          f"{poses['images']} images get the same pose (within {poses['tolerance_deg']:g} deg) "
+                          f"from both halves' maps (converged runs: >= {100 * CONFIDENT_POSE_AGREEMENT:.0f}%). The "
+                          f"map may be a partial structure, or a shape both halves share without the data "
+                          f"supporting it: check it (2D class averages against its projections, more particles, "
+                          f"more random starts) before refining it further")
+    elif ok and not why:
         out["message"] = (f"CONVERGED: the two independent halves agree past the alignment resolution "
                           f"(mean corrected FSC {agree:.2f} at {band_txt}; unrelated maps give < {thr:.2f})"
                           f"{pose_txt}")

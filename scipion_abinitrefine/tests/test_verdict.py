@@ -75,3 +75,7 @@ def test_maps_agree_but_poses_do_not_is_failed(truth):
     assert v["verdict"] == "failed" and "posterior spans 50% of all orientations" in v["message"], v
     v = verdict.convergence_verdict(gs, BOX, APIX, ALIGN, MAXRES, poses=_poses(0.6))
     assert v["verdict"] == "converged" and "60% of 400 images" in v["message"], v
+    # between the two thresholds: a warning that names the fraction, not a pass
+    mid = 0.5 * (verdict.MIN_POSE_AGREEMENT + verdict.CONFIDENT_POSE_AGREEMENT)
+    v = verdict.convergence_verdict(gs, BOX, APIX, ALIGN, MAXRES, poses=_poses(mid))
+    assert v["verdict"] == "uncertain" and "UNCERTAIN" in v["message"] and f"{100 * mid:.0f}%" in v["message"], v
