@@ -1,0 +1,57 @@
+#!/usr/bin/env python
+"""The verdict's pose test (``halves.cross_pose_agreement``) on a finished ``bench/hard.py`` case, after the fact.
+
+    .venv/bin/python bench/pose_agreement.py /tmp/hard_XXXX --seed 0
+
+``DIR`` holds the case's ``p.star`` / ``p.mrcs`` and the job's ``out/``. Each half's final half-map becomes
+its model, the per-shell noise model comes from 300 of its images, and the final poses from
+``out/particles.star``; then 400 images per half are searched against the other half's map. (The job itself
+uses its own noise models: numbers agree to a few per cent.)
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+import numpy as np
+from hard import JOB_PARAMS
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("dir")
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args()
+
+    import tempfile
+
+    from scipion_abinitrefine.engine import halves, io, so3
+    from scipion_abinitrefine.engine.job import Job, JobParams
+    from scipion_abinitrefine.engine.noise import initial_noise
+
+    ps = io.read_star(os.path.join(a.dir, "p.star"))
+    out = io.read_star(os.path.join(a.dir, "out", "particles.star"))
+    job = Job(ps, tempfile.mkdtemp(prefix="pagree_"), JobParams(**JOB_PARAMS, n_starts=1, backend="cpu",
+                                                                 seed=a.seed), log=None)
+    R_all = so3.euler_to_matrix(out.rot, out.tilt, out.psi).astype(np.float32)
+    for name, h in (("A", 1), ("B", 2)):
+        run = job.runs[name]
+        vol, _ = io.read_mrc(os.path.join(a.dir, "out", f"half_map_{name}.mrc"))
+        run.set_working_radius(run.r_max)
+        run.set_model_volume(vol)
+        X, C, m = run.batch_points(np.arange(300), run.r_max)
+        run.s2_shell = initial_noise(run.shell, X, m)
+        g = out.stack_index[out.half == h]
+        pos = np.searchsorted(run.idx, g)
+        run.seen[:] = False
+        run.seen[pos] = True
+        run.R[pos] = R_all[out.half == h]
+    print(a.dir, halves.cross_pose_agreement(job.runs["A"], job.runs["B"], seed=a.seed))
+
+
+if __name__ == "__main__":
+    main()
