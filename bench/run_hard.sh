@@ -28,3 +28,13 @@ SYMP='"max_res_A": 8.0, "init_res_A": 20.0, "init_iters": 40, "final_iters": 30,
 for S in D3 C1; do
   $PY bench/hard.py --shape compact --snr 0.02 --n 2000 --seeds 1 --sym D3 --params "{$SYMP, \"symmetry\": \"$S\"}" --out bench/results/sym.jsonl
 done
+# session 7: is the realistic junk cell within reach (oracle, global search against the truth, trace from the
+# truth), the white-noise junk cells, realistic seeds with the verdict's pose test recorded
+$PY bench/hard.py --shape demo --snr 0.01 --n 10000 --junk 0.2 --realistic --seeds 0 --oracle-only
+$PY bench/global_search.py --realistic --junk 0.2 --n 4000 --max-res 10
+$PY bench/global_search.py --n 4000 --max-res 10
+$PY bench/trace.py --realistic --junk 0.2 --oracle --starts 1 --iters 60 --every 10
+$PY bench/hard.py --shape demo --snr 0.01 --n 10000 --junk 0.2 --seeds 0
+$PY bench/hard.py --shape demo --snr 0.01 --n 10000 --junk 0.2 --realistic --seeds 0
+$PY bench/hard.py --shape compact --snr 0.01 --n 10000 --junk 0.2 --seeds 1
+$PY bench/hard.py --shape demo --snr 0.01 --n 10000 --junk 0.2 --realistic --seeds 1
