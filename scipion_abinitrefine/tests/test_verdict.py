@@ -79,3 +79,15 @@ def test_maps_agree_but_poses_do_not_is_failed(truth):
     mid = 0.5 * (verdict.MIN_POSE_AGREEMENT + verdict.CONFIDENT_POSE_AGREEMENT)
     v = verdict.convergence_verdict(gs, BOX, APIX, ALIGN, MAXRES, poses=_poses(mid))
     assert v["verdict"] == "uncertain" and "UNCERTAIN" in v["message"] and f"{100 * mid:.0f}%" in v["message"], v
+
+
+def test_chance_agreement_of_random_poses():
+    """The pose test's reference: two independent uniformly random rotations lie within an angle with the
+    probability halves.chance_within gives (Monte Carlo, 200,000 pairs)."""
+    from scipion_abinitrefine.engine import halves, so3
+
+    rng = np.random.default_rng(0)
+    d = so3.geodesic_deg(so3.random_rotations(200000, rng), so3.random_rotations(200000, rng))
+    for deg in (15.0, 45.0, 90.0, 180.0):
+        p = halves.chance_within(deg)
+        assert abs(np.mean(d < deg) - p) < 4 * np.sqrt(max(p * (1 - p), 1e-4) / len(d)) + 1e-4, (deg, p)
