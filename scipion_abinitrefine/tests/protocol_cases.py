@@ -409,6 +409,11 @@ def child_form_values(values):
         p = job_params_from_args(prot._getJobArgs())
         return {name: getattr(p, f.name) for name, f in fields.items()}
 
+    values = dict(values)
+    if "symmetry" in values:  # the form holds it as a group and an order
+        from scipion_abinitrefine.engine.symmetry import to_group_order
+
+        values["symmetryGroup"], values["symmetryOrder"] = to_group_order(values.pop("symmetry"))
     return dict(set=engine_values(project.newProtocol(ProtAbInitioRefine, **values)),
                 fresh=engine_values(project.newProtocol(ProtAbInitioRefine)))
 
