@@ -47,17 +47,46 @@ def simulate_case(d, shape, n, snr, junk, seed, realistic, box=64, apix=2.0, sym
     return truth, t
 
 
+def add_case_arguments(ap, n: int = 10000):
+    """The options that name one case (the single-case scripts: ``trace.py``, ``global_search.py``)."""
+    ap.add_argument("--shape", default="demo")
+    ap.add_argument("--snr", type=float, default=0.01)
+    ap.add_argument("--n", type=int, default=n)
+    ap.add_argument("--junk", type=float, default=0.0)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--realistic", action="store_true", help="B 80 A^2, coloured noise, +-20%% scale, 0.5-3 um")
+
+
+def good_pose_errors(R_est, gidx, t) -> np.ndarray:
+    """Angular errors (deg) of the good (not junk) particles among ``gidx`` (indices into the simulated set,
+    ``R_est`` their estimated matrices) against the truth, after the best global rotation (both hands)."""
+    from scipion_abinitrefine.engine import so3
+    from scipion_abinitrefine.testing import metrics
+
+    good = ~t["junk"][gidx]
+    R_true = so3.euler_to_matrix(t["rot"][gidx], t["tilt"][gidx], t["psi"][gidx])
+    return metrics.pose_errors(np.asarray(R_est, np.float64)[good], R_true[good])[0]
+
+
+def model_from_map(run, vol, n_noise: int = 300):
+    """Give SGD run ``run`` the map ``vol`` as its model at the maximum radius, and a per-shell noise model
+    from its first ``n_noise`` images (the after-the-fact scripts: ``global_search.py``, ``pose_agreement.py``)."""
+    from scipion_abinitrefine.engine.noise import initial_noise
+
+    run.set_working_radius(run.r_max)
+    run.set_model_volume(vol)
+    X, _, m = run.batch_points(np.arange(min(n_noise, len(run.idx))), run.r_max)
+    run.s2_shell = initial_noise(run.shell, X, m)
+
+
 def truth_scores(vol, ps, truth_vol, t, apix):
     """FSC of ``vol`` to the truth (aligned, both hands, masked) and the good particles' pose errors."""
     from scipion_abinitrefine.engine import align, fsc, so3
-    from scipion_abinitrefine.testing import metrics
 
     aln = align.align_maps(truth_vol, vol, apix, max_res_A=15.0, hands=True)
     curve = fsc.fsc_curve(align.transform_map(vol, aln), truth_vol, fsc.soft_auto_mask(truth_vol, apix))
     D = truth_vol.shape[0]
-    good = ~t["junk"][ps.stack_index]
-    R_true = so3.euler_to_matrix(t["rot"], t["tilt"], t["psi"])[ps.stack_index]
-    err, _ = metrics.pose_errors(so3.euler_to_matrix(ps.rot, ps.tilt, ps.psi)[good], R_true[good])
+    err = good_pose_errors(so3.euler_to_matrix(ps.rot, ps.tilt, ps.psi), ps.stack_index, t)
     return dict(fsc05_A=fsc.resolution_at(curve, D, apix, 0.5), fsc0143_A=fsc.resolution_at(curve, D, apix, 0.143),
                 median_err_deg=float(np.median(err)), within10=float(np.mean(err < 10)))
 

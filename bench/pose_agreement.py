@@ -18,7 +18,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 import numpy as np
-from hard import JOB_PARAMS
+from hard import JOB_PARAMS, model_from_map
 
 
 def main():
@@ -31,7 +31,6 @@ def main():
 
     from scipion_abinitrefine.engine import halves, io, so3
     from scipion_abinitrefine.engine.job import Job, JobParams
-    from scipion_abinitrefine.engine.noise import initial_noise
 
     ps = io.read_star(os.path.join(a.dir, "p.star"))
     out = io.read_star(os.path.join(a.dir, "out", "particles.star"))
@@ -41,10 +40,7 @@ def main():
     for name, h in (("A", 1), ("B", 2)):
         run = job.runs[name]
         vol, _ = io.read_mrc(os.path.join(a.dir, "out", f"half_map_{name}.mrc"))
-        run.set_working_radius(run.r_max)
-        run.set_model_volume(vol)
-        X, C, m = run.batch_points(np.arange(300), run.r_max)
-        run.s2_shell = initial_noise(run.shell, X, m)
+        model_from_map(run, vol)
         g = out.stack_index[out.half == h]
         pos = np.searchsorted(run.idx, g)
         run.seen[:] = False

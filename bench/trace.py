@@ -23,7 +23,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 import numpy as np
-from hard import JOB_PARAMS, simulate_case
+from hard import JOB_PARAMS, add_case_arguments, good_pose_errors, simulate_case
 
 
 def band_fsc(vol, truth, apix):
@@ -39,26 +39,15 @@ def band_fsc(vol, truth, apix):
 
 
 def within20(run, t):
-    from scipion_abinitrefine.engine import so3
-    from scipion_abinitrefine.testing import metrics
-
     g = run.idx[run.seen]
-    good = ~t["junk"][g]
-    if good.sum() < 20:
+    if (~t["junk"][g]).sum() < 20:
         return float("nan")
-    R_true = so3.euler_to_matrix(t["rot"][g], t["tilt"][g], t["psi"][g])
-    err, _ = metrics.pose_errors(run.R[run.seen][good].astype(np.float64), R_true[good])
-    return float(np.mean(err < 20))
+    return float(np.mean(good_pose_errors(run.R[run.seen], g, t) < 20))
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--shape", default="demo")
-    ap.add_argument("--snr", type=float, default=0.01)
-    ap.add_argument("--n", type=int, default=10000)
-    ap.add_argument("--junk", type=float, default=0.0)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--realistic", action="store_true")
+    add_case_arguments(ap)
     ap.add_argument("--starts", type=int, default=4)
     ap.add_argument("--iters", type=int, default=120)
     ap.add_argument("--every", type=int, default=20)
