@@ -142,7 +142,8 @@ def cross_pose_agreement(A, B, n_images: int = CROSS_IMAGES, seed: int = 0) -> d
     image's pose is then decided by the maps' independent noise.
 
     Returns a dict: 'fraction' (of images within ``CROSS_TOLERANCE_DEG``), 'median_deg', 'chance' (the
-    fraction random poses give), 'images'.
+    fraction random poses give, counting symmetry mates), 'images', 'tolerance_deg', 'ess_fraction' (the
+    median 3D ESS of those searches over the number of rotations searched).
     """
     from . import fourier
     from .reconstruct import image_points
@@ -172,6 +173,6 @@ def cross_pose_agreement(A, B, n_images: int = CROSS_IMAGES, seed: int = 0) -> d
     ang = np.concatenate(angles) if angles else np.zeros(0)
     return dict(fraction=float(np.mean(ang < CROSS_TOLERANCE_DEG)) if len(ang) else float("nan"),
                 median_deg=float(np.median(ang)) if len(ang) else float("nan"),
-                chance=chance_within(CROSS_TOLERANCE_DEG) * max(1, len(A.sym)), images=int(len(ang)),
+                chance=chance_within(CROSS_TOLERANCE_DEG) * len(A.sym), images=int(len(ang)),
                 tolerance_deg=CROSS_TOLERANCE_DEG,
                 ess_fraction=float(np.median(np.concatenate(ess))) if ess else float("nan"))

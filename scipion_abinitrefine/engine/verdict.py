@@ -64,15 +64,19 @@ def independent_band(box: int, apix: float, align_res_A: float, limit_radius: fl
     return (shells > lo_k + 0.5) & (shells <= hi_k + 1e-9), hi_k
 
 
+def _same_pose_txt(poses: dict) -> str:
+    return (f"{100 * poses['fraction']:.0f}% of {poses['images']} images get the same pose (within "
+            f"{poses['tolerance_deg']:g} deg) from both halves' maps")
+
+
 def pose_problems(poses: dict | None) -> list[str]:
     """Why the poses of :func:`halves.cross_pose_agreement` are not determined (empty: they are)."""
     if poses is None or not poses["images"]:
         return []
     out = []
     if poses["fraction"] < MIN_POSE_AGREEMENT:
-        out.append(f"only {100 * poses['fraction']:.0f}% of {poses['images']} images get the same pose (within "
-                   f"{poses['tolerance_deg']:g} deg) from both halves' maps (random poses: "
-                   f"{100 * poses['chance']:.1f}%; needed: {100 * MIN_POSE_AGREEMENT:.0f}%)")
+        out.append(f"only {_same_pose_txt(poses)} (random poses: {100 * poses['chance']:.1f}%; needed: "
+                   f"{100 * MIN_POSE_AGREEMENT:.0f}%)")
     if poses["ess_fraction"] > MAX_POSE_SPREAD:
         out.append(f"an image's pose posterior spans {100 * poses['ess_fraction']:.0f}% of all orientations "
                    f"(median; a determined structure: < {100 * MAX_POSE_SPREAD:.0f}%)")
@@ -83,7 +87,7 @@ def convergence_verdict(gs: dict, box: int, apix: float, align_res_A: float, max
                         align_cc: float | None = None, poses: dict | None = None) -> dict:
     """Verdict from the gold-standard FSC (:func:`fsc.gold_standard_fsc` output).
 
-    Returns a dict: 'verdict' (converged | failed | undetermined), 'agreement_beyond_alignment' (mean
+    Returns a dict: 'verdict' (converged | uncertain | failed | undetermined), 'agreement_beyond_alignment' (mean
     corrected FSC in the band), 'noise_level' (3 sigma of unrelated maps there), 'band_A' (the band's
     resolution limits), 'align_cc', 'pose_agreement' (``poses``: :func:`halves.cross_pose_agreement`,
     or None when not measured), and 'message' (one sentence for the log and summaries).
@@ -108,15 +112,12 @@ def convergence_verdict(gs: dict, box: int, apix: float, align_res_A: float, max
     weak = poses is not None and poses["images"] and poses["fraction"] < CONFIDENT_POSE_AGREEMENT
     out.update(verdict=FAILED if not ok or why else UNCERTAIN if weak else CONVERGED,
                agreement_beyond_alignment=agree, noise_level=noise)
-    pose_txt = ("" if poses is None else
-                f"; {100 * poses['fraction']:.0f}% of {poses['images']} images get the same pose (within "
-                f"{poses['tolerance_deg']:g} deg) from both halves' maps, their pose posterior spans "
+    pose_txt = ("" if poses is None else f"; {_same_pose_txt(poses)}, their pose posterior spans "
                 f"{100 * poses['ess_fraction']:.1f}% of the orientations")
     if ok and not why and weak:
         out["message"] = (f"WARNING: UNCERTAIN: the two halves' maps agree past the alignment resolution (mean "
-                          f"corrected FSC {agree:.2f} at {band_txt}), but only {100 * poses['fraction']:.0f}% of "
-                          f"{poses['images']} images get the same pose (within {poses['tolerance_deg']:g} deg) "
-                          f"from both halves' maps (converged runs: >= {100 * CONFIDENT_POSE_AGREEMENT:.0f}%). The "
+                          f"corrected FSC {agree:.2f} at {band_txt}), but only {_same_pose_txt(poses)} "
+                          f"(converged runs: >= {100 * CONFIDENT_POSE_AGREEMENT:.0f}%). The "
                           f"map may be a partial structure, or a shape both halves share without the data "
                           f"supporting it: check it (2D class averages against its projections, more particles, "
                           f"more random starts) before refining it further")
