@@ -42,6 +42,25 @@ def test_insert_matches_reference_and_is_hermitian():
     assert np.allclose(inner, np.conj(inner[::-1, ::-1, ::-1]), atol=1e-4)
 
 
+def test_insert_does_not_depend_on_the_thread_count():
+    """Slabs of z-planes, one per thread: every voxel gets its contributions in one order, so 1, 2 or 5
+    threads give the same bits (and the reference), points near the grid's edge included."""
+    rng, F, R, kx, ky = _setup(2, r=13)  # radius 13 x pad 2 reaches the edge of the 32 grid: clipped splats
+    vals = (rng.normal(size=(9, len(kx))) + 1j * rng.normal(size=(9, len(kx)))).astype(np.complex64)
+    wts = rng.random((9, len(kx))).astype(np.float32)
+    out = []
+    for T in (1, 2, 5):
+        acc = kernels_cpu.Accumulator(32, nthreads=T)
+        acc.insert(R, kx, ky, 2, vals, wts)
+        out.append(tuple(a.copy() for a in acc.result()))
+    for B, W in out[1:]:
+        assert np.array_equal(B, out[0][0]) and np.array_equal(W, out[0][1])
+    Br, Wr = kernels_ref.insert_slices_ref(32, R, kx, ky, 2, vals, wts)
+    assert np.allclose(out[0][0], Br, atol=1e-4) and np.allclose(out[0][1], Wr, atol=1e-4)
+    bounds = kernels_cpu.slab_bounds(kernels_cpu.plane_counts(R, kx, ky, 2, 32, 5), 5)
+    assert bounds[0] == 0 and bounds[-1] == 32 and np.all(np.diff(bounds) >= 0), bounds
+
+
 def test_volume_fourier_round_trip_and_slice_of_projection():
     """A slice at A = I is the 2D transform of the z-projection (Fourier-slice theorem)."""
     from scipion_abinitrefine.engine import simulate
