@@ -137,9 +137,9 @@ SLURM_HOSTS = """[localhost]
 PARALLEL_COMMAND = mpirun -np %_(JOB_NODES)d --map-by node %_(COMMAND)s
 NAME = SLURM
 MANDATORY = 0
-SUBMIT_COMMAND = {bindir}/sbatch %_(JOB_SCRIPT)s
+SUBMIT_COMMAND = {sbatch} %_(JOB_SCRIPT)s
 CANCEL_COMMAND = scancel %_(JOB_ID)s
-CHECK_COMMAND = {bindir}/squeue %_(JOB_ID)s
+CHECK_COMMAND = {squeue} %_(JOB_ID)s
 SUBMIT_TEMPLATE = #!/bin/bash
     #SBATCH -J %_(JOB_NAME)s
     #SBATCH -o %_(JOB_LOGS)s.out
@@ -150,7 +150,7 @@ SUBMIT_TEMPLATE = #!/bin/bash
     #SBATCH --mem=%_(JOB_MEMORY)s
     #SBATCH --gres=gpu:%_(GPU_COUNT)d
     %_(JOB_COMMAND)s
-QUEUES = {{"cpu": [["JOB_MEMORY", "4096", "Memory (MB)", "Memory the job may use"]]}}
+QUEUES = {{"{partition}": [["JOB_MEMORY", "4096", "Memory (MB)", "Memory the job may use"]]}}
 QUEUES_DEFAULT = {{"JOB_GPUS": "0"}}
 """
 # Stands in for Slurm's sbatch: keeps the script it was given and runs it on this machine in the background,
@@ -167,9 +167,27 @@ exit 0
 """
 
 
-def child_queue(bindir, tiny):
+def slurm_partition() -> str | None:
+    """The default partition of a Slurm cluster that answers here with a node ready for jobs, else None."""
+    import shutil
+
+    if not (shutil.which("sinfo") and shutil.which("sbatch")):
+        return None
+    try:
+        out = subprocess.run(["sinfo", "-h", "-o", "%P %T"], capture_output=True, text=True, timeout=20).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    for line in out.splitlines():
+        part, _, state = line.partition(" ")
+        if part.endswith("*") and state.strip() in ("idle", "mixed", "allocated"):
+            return part[:-1]
+    return None
+
+
+def child_queue(bindir, tiny, partition=None):
     """The protocol through Scipion's queue system: a Slurm entry in hosts.conf, the submission script it
-    renders for 2 threads + 1 GPU (not run), and a CPU run submitted through a stand-in sbatch to the end."""
+    renders for 2 threads + 1 GPU (not run), and a CPU run submitted to the end: to the Slurm cluster running
+    here when ``partition`` (its partition) is given, else through a stand-in sbatch that runs the script."""
     import stat
 
     from pwem.protocols import ProtImportParticles
@@ -180,13 +198,17 @@ def child_queue(bindir, tiny):
 
     hosts = os.environ["SCIPION_HOSTS"]
     os.makedirs(bindir, exist_ok=True)
-    for name, text in (("sbatch", FAKE_SBATCH), ("squeue", FAKE_SQUEUE)):
-        exe = os.path.join(bindir, name)
-        with open(exe, "w") as f:
-            f.write(text)
-        os.chmod(exe, os.stat(exe).st_mode | stat.S_IEXEC)
+    if partition:  # squeue prints nothing once the job has left the queue: Scipion reads that as finished
+        commands = dict(sbatch="sbatch", squeue="squeue -h -j", partition=partition)
+    else:
+        for name, text in (("sbatch", FAKE_SBATCH), ("squeue", FAKE_SQUEUE)):
+            exe = os.path.join(bindir, name)
+            with open(exe, "w") as f:
+                f.write(text)
+            os.chmod(exe, os.stat(exe).st_mode | stat.S_IEXEC)
+        commands = dict(sbatch=f"{bindir}/sbatch", squeue=f"{bindir}/squeue", partition="cpu")
     with open(hosts, "w") as f:
-        f.write(SLURM_HOSTS.format(bindir=bindir))
+        f.write(SLURM_HOSTS.format(**commands))
     try:
         project = load_project(PROJECT)
         imp = [p for p in project.getRuns() if isinstance(p, ProtImportParticles)][0]
@@ -196,7 +218,7 @@ def child_queue(bindir, tiny):
             prot.inputParticles.set(imp)
             prot.inputParticles.setExtended("outputParticles")
             prot._useQueue.set(True)
-            prot.setQueueParams(["cpu", {"JOB_MEMORY": "4096"}])
+            prot.setQueueParams([commands["partition"], {"JOB_MEMORY": "4096"}])
             return prot
 
         host = project.getHostConfig("localhost")
@@ -218,9 +240,19 @@ def child_queue(bindir, tiny):
             logs = [open(f).read()[-3000:] for f in (prot.getStdoutLog(), os.path.join(bindir, "job.out"))
                     if os.path.exists(f)]
             raise RuntimeError(f"queued run ended {prot.getStatus()}: {prot.getErrorMessage()}\n" + "\n".join(logs))
-        with open(os.path.join(bindir, "submitted.job")) as f:
-            submitted = f.read()
-        return dict(rendered=rendered, submitted=submitted, job_ids=[str(j) for j in prot.getJobIds()],
+        job_ids = [str(j) for j in prot.getJobIds()]
+        slurm_state = None
+        if partition:  # what Slurm itself kept of the job: its script and its end state
+            submitted = subprocess.run(["scontrol", "write", "batch_script", job_ids[-1], "-"], capture_output=True,
+                                       text=True, timeout=30).stdout
+            show = subprocess.run(["scontrol", "show", "job", job_ids[-1]], capture_output=True, text=True,
+                                  timeout=30).stdout
+            slurm_state = next((w.split("=", 1)[1] for w in show.split() if w.startswith("JobState=")), show)
+        else:
+            with open(os.path.join(bindir, "submitted.job")) as f:
+                submitted = f.read()
+        return dict(rendered=rendered, submitted=submitted, job_ids=job_ids, partition=commands["partition"],
+                    slurm=bool(partition), slurm_state=slurm_state,
                     outputs=sorted(k for k, _ in prot.iterOutputAttributes()),
                     job_dir=os.path.abspath(prot._getExtraPath()))
     finally:
@@ -385,12 +417,16 @@ def check_continue_args(res):
 def check_queue(res, tiny):
     """The submission requests what the form asked for and the queued run produced the outputs."""
     r = res["rendered"]
-    assert "#SBATCH --cpus-per-task=2" in r and "#SBATCH --gres=gpu:1" in r and "#SBATCH -p cpu" in r, r
-    assert "#SBATCH --mem=4096" in r, r
+    assert "#SBATCH --cpus-per-task=2" in r and "#SBATCH --gres=gpu:1" in r, r
+    assert f"#SBATCH -p {res['partition']}" in r and "#SBATCH --mem=4096" in r, r
     s = res["submitted"]
     assert "pw_protocol_run.py" in s and f"#SBATCH --cpus-per-task={tiny['numberOfThreads']}" in s, s
     assert "#SBATCH --gres=gpu:0" in s, s  # a CPU run asks for no GPU
-    assert res["job_ids"] == ["4242"], res["job_ids"]
+    if res["slurm"]:  # Slurm ran it: the id Scipion keeps is Slurm's, and Slurm saw it complete
+        assert len(res["job_ids"]) == 1 and res["job_ids"][0].isdigit(), res["job_ids"]
+        assert res["slurm_state"] == "COMPLETED", res["slurm_state"]
+    else:
+        assert res["job_ids"] == ["4242"], res["job_ids"]
     assert {"outputParticles", "outputVolume", "outputFSC"} <= set(res["outputs"]), res["outputs"]
 
 

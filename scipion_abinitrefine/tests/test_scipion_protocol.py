@@ -13,6 +13,8 @@ from the project database in a NEW process and checked against the job's own fil
 
 The case and its checks live in ``protocol_cases.py``, shared with the Scipion-style suite.
 """
+import os
+
 import pytest
 
 from scipion_abinitrefine.tests import protocol_cases as C
@@ -50,12 +52,21 @@ def test_volume_half_maps_and_fsc(refined):
     C.check_volume_and_fsc(refined[1])
 
 
+REQUIRE_SLURM = "ABINITREFINE_REQUIRE_SLURM"  # "1" (CI, which starts one: .ci/slurm_up.sh): no stand-in
+
+
 def test_queue_submission_requests_the_form_resources_and_runs(refined):
     """Scipion's queue path (hosts.conf with a Slurm template): the rendered script asks for the form's threads
-    and GPUs, and a run submitted through it (a stand-in sbatch that runs the script here) finishes."""
+    and GPUs, and a run submitted through it finishes: on the Slurm cluster running on this machine when there
+    is one (CI starts a one-node cluster), else through a stand-in sbatch that runs the script here, which
+    ``ABINITREFINE_REQUIRE_SLURM=1`` refuses."""
     _, _, root = refined
-    res = run_child(f"{CASES}:child_queue", root / "scipion", dict(bindir=str(root / "queue_bin"), tiny=C.TINY),
-                    timeout=540)
+    partition = C.slurm_partition()
+    if partition is None and os.environ.get(REQUIRE_SLURM) == "1":
+        pytest.fail(f"no Slurm cluster answers here (sinfo shows no ready node) and {REQUIRE_SLURM}=1: start one "
+                    "with .ci/slurm_up.sh (root; Debian packages slurmctld slurmd slurm-client munge)")
+    res = run_child(f"{CASES}:child_queue", root / "scipion",
+                    dict(bindir=str(root / "queue_bin"), tiny=C.TINY, partition=partition), timeout=540)
     C.check_queue(res, C.TINY)
 
 
