@@ -169,8 +169,13 @@ def fourier_to_volume(F: np.ndarray, box: int, pad: int = 2) -> np.ndarray:
     """Padded centred transform -> real map (box^3), gridding-corrected, float32."""
     Dp = F.shape[0]
     a = Dp // 2 - box // 2
-    big = ift3c(F).real
-    return (big[a:a + box, a:a + box, a:a + box] / gridding_correction(box, pad)).astype(np.float32)
+    # the centred box^3 of fftshift(ifftn(ifftshift(F))) read straight from ifftn's output (indices shifted
+    # by Dp // 2, wrapping): no shifted full-size copy of the output (1 GB at box 256, padded)
+    out = sfft.ifftn(sfft.ifftshift(F), workers=_WORKERS, overwrite_x=True)
+    idx = (np.arange(a, a + box) - Dp // 2) % Dp
+    big = out[np.ix_(idx, idx, idx)].real
+    del out
+    return (big / gridding_correction(box, pad)).astype(np.float32)
 
 
 def lowpass_volume(vol: np.ndarray, radius: float, width: float = 3.0) -> np.ndarray:

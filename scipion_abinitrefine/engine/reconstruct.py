@@ -14,6 +14,9 @@ from .ctf import ctf_at
 # of the data); the final reconstruction from every particle a smaller one (a Wiener-like floor).
 UPDATE_REGULARISER = 0.05
 FINAL_REGULARISER = 0.01
+# poses whose back-projection weight is at most this fraction of their image's total are not inserted (a
+# change of < 1e-4 of one image in the map; relative, so that an image's overall weight does not matter)
+MIN_INSERT_WEIGHT = 1e-4
 
 
 def normalise_images(img: np.ndarray, radius_px: float) -> np.ndarray:
@@ -54,6 +57,12 @@ def backproject(acc, res, X, C, s2, kx, ky, box: int, pad: int, weights, sym=Non
     wts = (w * C[:, None, :] ** 2 * inv).reshape(-1, m)
     wts = np.broadcast_to(wts, vals.shape)
     R = res.R.reshape(-1, 3, 3)
+    # poses of negligible posterior weight are left out: once the posterior is sharp (the final pass) the
+    # best pose carries ~all of an image's weight and inserting the other n - 1 was most of the work
+    wgt = np.asarray(weights)
+    keep = (wgt > MIN_INSERT_WEIGHT * wgt.sum(axis=1, keepdims=True)).ravel()
+    if not keep.all():
+        R, vals, wts = R[keep], vals[keep], wts[keep]
     if sym is None or len(sym) == 1:
         acc.insert(R, kx, ky, pad, vals, wts)
     else:
@@ -67,3 +76,35 @@ def shell_regulariser(W: np.ndarray, shells: np.ndarray, fraction: float, n_shel
     wsum = np.bincount(shells.ravel(), weights=W.ravel(), minlength=n_shells)
     wcnt = np.bincount(shells.ravel(), weights=(W > 0).ravel().astype(np.float64), minlength=n_shells)
     return (fraction * wsum / np.maximum(wcnt, 1)).astype(np.float32)[shells]
+
+
+def _plane_radii(Dp: int, pad: int):
+    """Per z-plane of a padded centred grid: radius / pad (float64, as ``fourier.radial_index`` sums it)."""
+    g = (np.arange(Dp, dtype=np.float64) - Dp // 2) ** 2
+    for z in range(Dp):
+        yield z, np.sqrt((g[z] + g[:, None]) + g[None, :]) / pad
+
+
+def normalise_in_place(B: np.ndarray, W: np.ndarray, D: int, pad: int, r_keep: float, fraction: float) -> np.ndarray:
+    """The final direct reconstruction's Fourier map, written over ``B`` (complex64, padded (pD)^3) and returned:
+    B / (W + lambda) where W > 0 and the radius is at most ``r_keep`` + 0.5 (index units of the box D),
+    0 elsewhere; lambda = ``fraction`` of the mean W of the voxel's shell (:func:`shell_regulariser`).
+
+    Plane by plane: a full-size temporary of a padded box-256 map is 0.5-1 GB, and the whole-volume
+    expression made several (the final pass peaked at 10 GB at box 256).
+    """
+    Dp = W.shape[0]
+    wsum = np.zeros(D + 1)
+    wcnt = np.zeros(D + 1)
+    for z, rsh in _plane_radii(Dp, pad):
+        sh = np.minimum(np.rint(rsh).astype(np.int64), D).ravel()
+        wsum += np.bincount(sh, weights=W[z].ravel(), minlength=D + 1)
+        wcnt += np.bincount(sh, weights=(W[z] > 0).ravel().astype(np.float64), minlength=D + 1)
+    lam = (fraction * wsum / np.maximum(wcnt, 1)).astype(np.float32)
+    for z, rsh in _plane_radii(Dp, pad):
+        sh = np.minimum(np.rint(rsh).astype(np.int64), D)
+        Wz = W[z]
+        Fz = np.where(Wz > 0, B[z] / (Wz + lam[sh] + 1e-30), 0).astype(np.complex64)
+        Fz[rsh > r_keep + 0.5] = 0
+        B[z] = Fz
+    return B

@@ -40,7 +40,14 @@ from . import fourier, names, refine, schedule, symmetry
 from .backend import get_backend
 from .noise import initial_noise, shell_index, updated_noise
 from .params import SGDParams  # noqa: F401 (the parameters of SGDRun, re-exported)
-from .reconstruct import FINAL_REGULARISER, UPDATE_REGULARISER, backproject, image_points, shell_regulariser
+from .reconstruct import (
+    FINAL_REGULARISER,
+    UPDATE_REGULARISER,
+    backproject,
+    image_points,
+    normalise_in_place,
+    shell_regulariser,
+)
 from .search import PoseSearch, base_rotations
 
 # The random start (CryoSPARC-style): this many point masses of random weight 0.5-1.5, uniform in a ball of
@@ -369,11 +376,9 @@ class SGDRun:
             if progress is not None:
                 progress(self, min(a + batch, len(sel_all)), len(sel_all))
         Bv, Wv = (self.be.to_host(a) for a in acc.result())
-        rsh = fourier.radial_index((pad * D,) * 3) / pad
-        shells = np.minimum(np.rint(rsh).astype(np.int64), D)
-        lam = shell_regulariser(Wv, shells, FINAL_REGULARISER, D + 1)
-        Fr = np.where(Wv > 0, Bv / (Wv + lam + 1e-30), 0).astype(np.complex64)
-        Fr[rsh > rfull + 0.5] = 0
+        del acc  # on a GPU its device arrays go now (Bv, Wv are host copies there)
+        Fr = normalise_in_place(Bv, Wv, D, pad, rfull, FINAL_REGULARISER)
+        del Bv, Wv
         return fourier.fourier_to_volume(Fr, D, pad)
 
     def apply_alignment(self, aln, transform_map, transform_poses):
