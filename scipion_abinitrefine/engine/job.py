@@ -17,7 +17,7 @@ from dataclasses import asdict
 
 import numpy as np
 
-from . import bounds, halves, io, names, outdir, so3
+from . import bounds, halves, io, names, outdir, so3, threads
 from .halves import choose_used, split_halves
 from .params import FEW_PER_HALF, JobParams, data_errors, n_used
 from .sgd import SGDRun
@@ -26,6 +26,7 @@ from .starts import START_HALVING_GROWTH, START_SCORE_IMAGES, START_SELECT_GROWT
 # parameters a --continue may change: they do not change results
 RESUME_FREE = ("backend", "checkpoint_minutes", "keep_checkpoint")
 FIRST_CHECKPOINT_ITER = 3  # a checkpoint this early, then every checkpoint_minutes
+PARALLEL_FINAL_MAX_BOX = 128  # larger boxes: the halves' final passes in turn (memory)
 MAX_CONSTANT_FRACTION = 0.01  # constant (e.g. all-zero) images beyond this fraction: refused
 
 
@@ -77,6 +78,7 @@ class Job:
         self.alignments = []
         self.starts = {}  # per half: every start's score and the one kept
         self.stage = "explore" if params.n_starts > 1 else "sgd"
+        self.workers = None  # the two halves' worker threads (threads.half_workers), made on first use
         self.stop_signal = None  # set by SIGINT/SIGTERM: stop after the current iteration
 
     # ------------------------------------------------------------------------------ checkpoint
@@ -192,6 +194,28 @@ class Job:
         self.say(msg)
 
     # ------------------------------------------------------------------------------ main loop
+    def _halves(self, fa, fb):
+        """fa() and fb(): side by side on the half workers when there are (``threads.half_workers``), else in
+        turn. Both halves' work is deterministic per half (the search per image, the back-projection in
+        slabs), so the results are the same either way."""
+        if self.workers is None:
+            self.workers = threads.half_workers(self.runs["A"].be.name) or False
+        if self.workers:
+            return self.workers.run(fa, fb)
+        return fa(), fb()
+
+    def _step_halves(self) -> dict:
+        """One iteration of every live run (every competing start) of both halves; the last log entry."""
+        def step(name):
+            e = None
+            for run in self.candidates[name]:
+                if not run.done:
+                    e = run.step()
+            return e
+
+        ea, eb = self._halves(lambda: step("A"), lambda: step("B"))
+        return eb or ea
+
     def run_sgd(self):
         A, B = self.runs["A"], self.runs["B"]
         last_ckpt = time.time()
@@ -204,9 +228,7 @@ class Job:
                 A, B = self.runs["A"], self.runs["B"]
                 if keep == 1:
                     self.stage = "sgd"
-            for _, run in self._all_runs():
-                if not run.done:
-                    e = run.step()
+            e = self._step_halves()
             it = A.iteration
             if it % 10 == 0 or A.done:
                 el = time.time() - t_start
@@ -234,11 +256,13 @@ class Job:
 
         A, B = self.runs["A"], self.runs["B"]
         self.say("final pass: poses of every seen particle against its half's final model")
-        maps = {}
-        for name, run in self.runs.items():
-            maps[name] = run.final_pass(progress=None)
-            if self.stop_signal is not None:  # the stage-"final" checkpoint is on disk: the pass reruns
-                raise JobInterrupted(self.stop_signal, A.iteration, self.out, saved=False)
+        # side by side up to box 128 (the padded full-box accumulator is 200 MB there, 1.6 GB at box 256)
+        if self.ps.box <= PARALLEL_FINAL_MAX_BOX:
+            maps = dict(zip("AB", self._halves(A.final_pass, B.final_pass)))
+        else:
+            maps = {"A": A.final_pass(), "B": B.final_pass()}
+        if self.stop_signal is not None:  # the stage-"final" checkpoint is on disk: the pass reruns
+            raise JobInterrupted(self.stop_signal, A.iteration, self.out, saved=False)
         apix = self.ps.apix
         io.write_mrc(os.path.join(self.out, names.OUT_HALF_A), maps["A"], apix)
         io.write_mrc(os.path.join(self.out, names.OUT_HALF_B), maps["B"], apix)

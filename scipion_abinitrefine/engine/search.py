@@ -390,11 +390,13 @@ _POOLS: dict = {}
 def _pool(n: int):
     """A persistent pool of n search workers; each runs numba's kernels on one thread (numba's thread count
     is per thread: the workers together use the cores the caller's count names)."""
+    import threading
     from concurrent.futures import ThreadPoolExecutor
 
-    if n not in _POOLS:
+    key = (n, threading.current_thread().name)  # the two halves' threads (job.py) each get their own workers
+    if key not in _POOLS:
         import numba
 
-        _POOLS[n] = ThreadPoolExecutor(n, thread_name_prefix="pose-search",
-                                       initializer=lambda: numba.set_num_threads(1))
-    return _POOLS[n]
+        _POOLS[key] = ThreadPoolExecutor(n, thread_name_prefix="pose-search",
+                                         initializer=lambda: numba.set_num_threads(1))
+    return _POOLS[key]

@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
+
+_TOUCH = None  # a tiny parallel kernel (compiled on first use)
 _LIMITER = None  # the threadpoolctl limit in force (kept alive: dropping it would not undo it, but be clear)
 
 
@@ -72,3 +75,68 @@ def current() -> dict:
 
     blas = [p["num_threads"] for p in threadpool_info() if p.get("user_api") == "blas"]
     return dict(numba=numba.get_num_threads(), fft=fourier.get_workers(), blas=max(blas) if blas else 0)
+
+
+def concurrent_kernels_ok() -> bool:
+    """Whether numba's parallel kernels may run from two Python threads at once: every threading layer but
+    workqueue allows it (numba aborts the process on concurrent workqueue use). Runs a tiny parallel kernel
+    first so that numba has chosen its layer."""
+    import numba
+
+    try:
+        layer = numba.threading_layer()
+    except ValueError:  # no parallel kernel has run yet in this process
+        _touch_parallel(np.zeros(4))
+        layer = numba.threading_layer()
+    return layer != "workqueue"
+
+
+def _touch_parallel(a):
+    global _TOUCH
+    if _TOUCH is None:
+        from numba import njit, prange
+
+        @njit(parallel=True)
+        def touch(x):
+            for i in prange(x.shape[0]):
+                x[i] += 1.0
+
+        _TOUCH = touch
+    _TOUCH(a)
+
+
+class HalfWorkers:
+    """One worker thread per half-set, each with its share of the job's threads (numba's thread count is per
+    thread): half A and half B run their iterations at the same time, so that the parts of an iteration that
+    use one core (the SGD update, the noise model) of one half overlap the other half's search.
+
+    ``run(fa, fb)`` calls fa() on A's worker and fb() on B's and returns both results (an exception in
+    either is raised here)."""
+
+    def __init__(self, n_threads: int):
+        from concurrent.futures import ThreadPoolExecutor
+
+        import numba
+
+        shares = (n_threads // 2, n_threads - n_threads // 2)
+        self.pools = [ThreadPoolExecutor(1, thread_name_prefix=f"half-{h}", initializer=numba.set_num_threads,
+                                         initargs=(k,)) for h, k in zip("AB", shares)]
+
+    def run(self, fa, fb):
+        futures = [pool.submit(f) for pool, f in zip(self.pools, (fa, fb))]
+        return tuple(f.result() for f in futures)
+
+    def close(self):
+        for pool in self.pools:
+            pool.shutdown(wait=True)
+
+
+def half_workers(backend: str) -> HalfWorkers | None:
+    """Workers to run the two halves side by side on the CPU with the threads in force, or None (one thread,
+    a GPU, or numba's workqueue layer): then the halves take turns."""
+    import numba
+
+    n = numba.get_num_threads()
+    if backend != "cpu" or n < 2 or not concurrent_kernels_ok():
+        return None
+    return HalfWorkers(n)

@@ -196,3 +196,33 @@ def test_junk_scores_and_exclusion(tmp_path):
     excluded = junk[unused.stack_index]
     assert len(unused) > 0 and excluded.mean() > 0.6, (len(unused), excluded.mean())  # 30% by chance
     assert junk[used.stack_index].mean() < 0.3  # what stays is cleaner than the input
+
+
+def test_halves_side_by_side_give_the_same_results_as_in_turn(tmp_path):
+    """With 2 threads the halves run side by side, one thread each (threads.HalfWorkers); with 1 thread in
+    turn. Nothing may pass between them: the outputs are bitwise the same."""
+    import numba
+
+    from scipion_abinitrefine.engine.job import Job
+    from scipion_abinitrefine.engine.threads import HalfWorkers
+
+    star = simulate(tmp_path / "data", n=160, snr=0.3)
+    p = JobParams(**{**TINY, "init_iters": 10, "final_iters": 4, "n_starts": 2})
+    out = {}
+    before = numba.get_num_threads()
+    try:
+        for n in (2, 1):
+            numba.set_num_threads(n)
+            job = Job(io.read_star(star), str(tmp_path / f"out{n}"), p, log=lambda *a, **k: None)
+            job.run_sgd()
+            res = job.finish()
+            assert isinstance(job.workers, HalfWorkers) == (n == 2)
+            out[n] = (res, io.read_mrc(str(tmp_path / f"out{n}" / "half_map_A.mrc"))[0],
+                      io.read_mrc(str(tmp_path / f"out{n}" / "half_map_B.mrc"))[0],
+                      io.read_star(str(tmp_path / f"out{n}" / "particles.star")))
+    finally:
+        numba.set_num_threads(before)
+    (r2, a2, b2, p2), (r1, a1, b1, p1) = out[2], out[1]
+    assert np.array_equal(a2, a1) and np.array_equal(b2, b1)
+    assert np.array_equal(p2.rot, p1.rot) and np.array_equal(p2.origin_x, p1.origin_x)
+    assert r2["resolution_A"] == r1["resolution_A"] and r2["starts"] == r1["starts"]
