@@ -39,3 +39,10 @@ $PY bench/hard.py --shape demo --snr 0.01 --n 10000 --junk 0.2 --realistic --see
 $PY bench/hard.py --shape compact --snr 0.01 --n 10000 --junk 0.2 --seeds 1
 # (stopped beside the test suite at ~35 min for lack of time: no row yet)
 $PY bench/hard.py --shape demo --snr 0.01 --n 10000 --junk 0.2 --realistic --seeds 1
+# session 8: the job's default schedule (CryoSPARC's: 35 A, 200 x 90 initial iterations, 0.04 px/iteration),
+# maximum resolution 10 A and 30 final iterations for time, on new structures of each shape
+P='{"max_res_A": 10.0, "init_res_A": 35.0, "init_iters": 200, "final_iters": 30, "radius_step": 0.04, "init_minibatch": 90, "final_minibatch": 300, "minibatch_switch_iter": 300, "lr_duration": 100, "align_every": 50}'
+$PY bench/hard.py --shape demo --snr 0.01 --n 10000 --seeds 4 --params "$P" --out bench/results/defaults.jsonl
+$PY bench/hard.py --shape compact --snr 0.01 --n 10000 --seeds 2 --params "$P" --out bench/results/defaults.jsonl
+$PY bench/hard.py --shape elongated --snr 0.01 --n 10000 --seeds 3 --params "$P" --out bench/results/defaults.jsonl
+$PY bench/hard.py --shape flat --snr 0.01 --n 10000 --seeds 4 --params "$P" --out bench/results/defaults.jsonl
