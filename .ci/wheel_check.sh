@@ -38,9 +38,10 @@ assert not job.__file__.startswith("$SRC"), job.__file__
 print("installed engine:", job.__file__)
 PY
 "$WORK/venv/bin/abinitrefine" simulate --out sim --n 200 --box 32 --apix 4 --snr 0.3 --seed 3 >/dev/null
+# a smoke test of the installed command (the suite checks results): short, to keep CI within its time
 "$WORK/venv/bin/abinitrefine" run --particles sim/particles.star --out job --backend cpu --threads 2 \
-  --max-res 12 --init-iters 20 --final-iters 10 --fourier-radius-step 0.3 --init-minibatch 60 \
-  --final-minibatch 100 --minibatch-switch 30 --lr-duration 15 --align-every 20 >job.log 2>&1 ||
+  --max-res 16 --align-res 24 --init-iters 6 --final-iters 2 --fourier-radius-step 0.3 --init-minibatch 60 \
+  --final-minibatch 100 --minibatch-switch 30 --lr-duration 15 --align-every 10 --starts 2 >job.log 2>&1 ||
   { tail -40 job.log; exit 1; }
 "$VPY" -c "import json; r = json.load(open('job/result.json')); print('installed job:', r['resolution_A'], 'A,', r['verdict'])"
 

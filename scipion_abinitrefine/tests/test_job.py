@@ -206,8 +206,9 @@ def test_halves_side_by_side_give_the_same_results_as_in_turn(tmp_path):
     from scipion_abinitrefine.engine.job import Job
     from scipion_abinitrefine.engine.threads import HalfWorkers
 
-    star = simulate(tmp_path / "data", n=160, snr=0.3)
-    p = JobParams(**{**TINY, "init_iters": 10, "final_iters": 4, "n_starts": 2})
+    star = simulate(tmp_path / "data", n=120, snr=0.3)
+    p = JobParams(**{**TINY, "max_res_A": 16.0, "align_res_A": 24.0, "init_iters": 6, "final_iters": 2,
+                     "align_every": 10, "n_starts": 2})  # short: a choice of starts, two alignments
     out = {}
     before = numba.get_num_threads()
     try:
