@@ -198,10 +198,13 @@ def test_junk_scores_and_exclusion(tmp_path):
     assert junk[used.stack_index].mean() < 0.3  # what stays is cleaner than the input
 
 
-def test_halves_side_by_side_give_the_same_results_as_in_turn(tmp_path):
-    """With 2 threads the halves run side by side, one thread each (threads.HalfWorkers); with 1 thread in
-    turn. Nothing may pass between them: the outputs are bitwise the same."""
+def test_halves_side_by_side_give_the_same_results_as_in_turn(tmp_path, monkeypatch):
+    """With 2 threads (and ABINITREFINE_SIDE_BY_SIDE=1) the halves run side by side, one thread each
+    (threads.HalfWorkers); with 1 thread in turn. Nothing may pass between them: the outputs are bitwise the
+    same."""
     import numba
+
+    monkeypatch.setenv("ABINITREFINE_SIDE_BY_SIDE", "1")
 
     from scipion_abinitrefine.engine.job import Job
     from scipion_abinitrefine.engine.threads import HalfWorkers
