@@ -137,9 +137,9 @@ def half_workers(backend: str) -> HalfWorkers | None:
     a GPU, or numba's workqueue layer): then the halves take turns."""
     import numba
 
-    # off unless asked (ABINITREFINE_SIDE_BY_SIDE=1): on the demo (2 cores) the job took 1.6x the CPU time
-    # side by side (>= 1,493 against 943 user-s), not yet understood (numba's OpenMP threads spinning while
-    # the other half runs is one suspect); the results are the same either way (tests/test_job.py)
+    # off unless asked (ABINITREFINE_SIDE_BY_SIDE=1) until measured whole: on the demo (2 cores, same revision)
+    # the first 90 iterations took 158 s side by side against 167 s in turn; the results are the same either
+    # way (tests/test_job.py)
     if os.environ.get(SIDE_BY_SIDE) != "1":
         return None
     n = numba.get_num_threads()
