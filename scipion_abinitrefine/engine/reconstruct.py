@@ -75,7 +75,12 @@ def shell_regulariser(W: np.ndarray, shells: np.ndarray, fraction: float, n_shel
     """Per-voxel lambda: ``fraction`` of the mean curvature W of the voxel's shell (over voxels with W > 0)."""
     wsum = np.bincount(shells.ravel(), weights=W.ravel(), minlength=n_shells)
     wcnt = np.bincount(shells.ravel(), weights=(W > 0).ravel().astype(np.float64), minlength=n_shells)
-    return (fraction * wsum / np.maximum(wcnt, 1)).astype(np.float32)[shells]
+    return shell_lambda(wsum, wcnt, fraction)[shells]
+
+
+def shell_lambda(wsum: np.ndarray, wcnt: np.ndarray, fraction: float) -> np.ndarray:
+    """Per-shell lambda from each shell's summed curvature ``wsum`` over its ``wcnt`` voxels with W > 0."""
+    return (fraction * wsum / np.maximum(wcnt, 1)).astype(np.float32)
 
 
 def _plane_radii(Dp: int, pad: int):
@@ -100,7 +105,7 @@ def normalise_in_place(B: np.ndarray, W: np.ndarray, D: int, pad: int, r_keep: f
         sh = np.minimum(np.rint(rsh).astype(np.int64), D).ravel()
         wsum += np.bincount(sh, weights=W[z].ravel(), minlength=D + 1)
         wcnt += np.bincount(sh, weights=(W[z] > 0).ravel().astype(np.float64), minlength=D + 1)
-    lam = (fraction * wsum / np.maximum(wcnt, 1)).astype(np.float32)
+    lam = shell_lambda(wsum, wcnt, fraction)
     for z, rsh in _plane_radii(Dp, pad):
         sh = np.minimum(np.rint(rsh).astype(np.int64), D)
         Wz = W[z]
