@@ -245,9 +245,16 @@ def child_queue(bindir, tiny, partition=None):
         if partition:  # what Slurm itself kept of the job: its script and its end state
             submitted = subprocess.run(["scontrol", "write", "batch_script", job_ids[-1], "-"], capture_output=True,
                                        text=True, timeout=30).stdout
-            show = subprocess.run(["scontrol", "show", "job", job_ids[-1]], capture_output=True, text=True,
-                                  timeout=30).stdout
-            slurm_state = next((w.split("=", 1)[1] for w in show.split() if w.startswith("JobState=")), show)
+            # the run marks itself finished in run.db a moment before its batch script exits: wait (bounded)
+            # for Slurm to record the job's end state rather than read it mid-exit
+            t1 = time.time()
+            while True:
+                show = subprocess.run(["scontrol", "show", "job", job_ids[-1]], capture_output=True, text=True,
+                                      timeout=30).stdout
+                slurm_state = next((w.split("=", 1)[1] for w in show.split() if w.startswith("JobState=")), show)
+                if slurm_state not in ("RUNNING", "COMPLETING", "PENDING", "CONFIGURING") or time.time() - t1 > 120:
+                    break
+                time.sleep(1.0)
         else:
             with open(os.path.join(bindir, "submitted.job")) as f:
                 submitted = f.read()
