@@ -25,6 +25,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("dir")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--save", help="write the per-image relative rotations and angles here (.npz)")
     a = ap.parse_args()
 
     import tempfile
@@ -46,7 +47,21 @@ def main():
         run.seen[:] = False
         run.seen[pos] = True
         run.R[pos] = R_all[out.half == h]
-    print(a.dir, halves.cross_pose_agreement(job.runs["A"], job.runs["B"], seed=a.seed))
+    from scipion_abinitrefine.engine import verdict
+
+    res = halves.cross_pose_agreement(job.runs["A"], job.runs["B"], seed=a.seed, details=True)
+    Q, ang = res.pop("Q"), res.pop("angles_deg")
+    ax = res.pop("axis")
+    print(a.dir, res, "agreeing (with the particle's axis):", verdict.agreeing_fraction({**res, "axis": ax}))
+    if ax:
+        print(f"  pose axis {np.round(ax['axis'], 2)}: {100 * ax['fraction']:.1f}% of images, "
+              f"{100 * ax['off_fraction']:.1f}% of the disagreeing (chance {100 * ax['chance']:.1f}%)")
+    off = ang >= halves.CROSS_TOLERANCE_DEG
+    qa = so3.geodesic_deg(Q[off], np.eye(3)[None])
+    print("  disagreeing images' relative rotation angles (deg, histogram by 20):",
+          np.histogram(qa, bins=np.arange(0, 200, 20))[0].tolist())
+    if a.save:
+        np.savez(a.save, Q=Q, angles=ang)
 
 
 if __name__ == "__main__":

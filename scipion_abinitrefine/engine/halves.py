@@ -131,7 +131,45 @@ def chance_within(deg: float) -> float:
     return float((a - np.sin(a)) / np.pi)
 
 
-def cross_pose_agreement(A, B, n_images: int = CROSS_IMAGES, seed: int = 0) -> dict:
+# A "pose axis": the disagreeing images' relative rotations turn about one axis (within this cone, deg)
+AXIS_CONE_DEG = 15.0
+
+
+def rotation_axes(Q: np.ndarray) -> np.ndarray:
+    """Unit rotation axes (n, 3) of rotations ``Q`` (n, 3, 3); sign arbitrary (the axis, not the sense)."""
+    from scipy.spatial.transform import Rotation
+
+    rv = Rotation.from_matrix(np.asarray(Q, np.float64)).as_rotvec()
+    nrm = np.linalg.norm(rv, axis=1, keepdims=True)
+    return rv / np.where(nrm > 0, nrm, 1.0)
+
+
+def pose_axis(Q: np.ndarray, off: np.ndarray, cone_deg: float = AXIS_CONE_DEG) -> dict | None:
+    """The axis most of the disagreeing images' relative rotations turn about.
+
+    ``Q`` (n, 3, 3): per image ``R_own^T R_best`` (map frame); ``off``: images whose two poses disagree. A right
+    map of an elongated, flat or pseudo-symmetric particle leaves a turn about one of the particle's axes
+    undetermined for many views: their relative rotations, whatever the angle, turn about that axis. Poses
+    decided by noise give relative rotations with axes spread uniformly over the sphere (Haar measure), of
+    which a fraction ``1 - cos(cone)`` falls in any cone. Returns None when no image disagrees, else a dict:
+    'axis', 'fraction' (of all ``len(Q)`` images: disagreeing and turned about the axis), 'off_fraction' (of the
+    disagreeing images), 'chance' (the latter for uniform axes), 'cone_deg'.
+    """
+    idx = np.flatnonzero(off)
+    if len(idx) == 0:
+        return None
+    ax = rotation_axes(Q[idx])
+    near = np.abs(ax @ ax.T) >= np.cos(np.radians(cone_deg))
+    c = int(np.argmax(near.sum(1)))
+    # refine: the principal direction of the axes in the densest cone, then count around it
+    members = ax[near[c]]
+    a = np.linalg.eigh(members.T @ members)[1][:, -1]
+    within = np.abs(ax @ a) >= np.cos(np.radians(cone_deg))
+    return dict(axis=a.tolist(), fraction=float(within.sum() / len(Q)), off_fraction=float(within.mean()),
+                chance=float(1.0 - np.cos(np.radians(cone_deg))), cone_deg=cone_deg)
+
+
+def cross_pose_agreement(A, B, n_images: int = CROSS_IMAGES, seed: int = 0, details: bool = False) -> dict:
     """Do the halves' final models give the same images the same poses?
 
     For up to ``n_images`` seen images of each half: the best pose against the *other* half's final model
@@ -149,7 +187,7 @@ def cross_pose_agreement(A, B, n_images: int = CROSS_IMAGES, seed: int = 0) -> d
     from .reconstruct import image_points
 
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0xC405]))
-    angles, ess = [], []
+    angles, ess, rel = [], [], []
     for own, other in ((A, B), (B, A)):
         seen = np.flatnonzero(own.seen)
         if not len(seen):
@@ -167,12 +205,20 @@ def cross_pose_agreement(A, B, n_images: int = CROSS_IMAGES, seed: int = 0) -> d
                                         top_k=own.p.final_top_k)
             Rx = np.asarray(res.R[:, 0], np.float64)
             Ro = own.R[s].astype(np.float64)
-            d = np.min([so3.geodesic_deg(Rx, Ro @ S) for S in own.sym], axis=0)
+            dk = np.array([so3.geodesic_deg(Rx, Ro @ S) for S in own.sym])
+            d = dk.min(0)
             angles.append(d)
+            Sk = np.asarray(own.sym, np.float64)[dk.argmin(0)]  # the closest symmetry mate of the own pose
+            rel.append(np.einsum("nba,nbc->nac", Ro @ Sk, Rx))  # (R_own S)^T R_best
             ess.append(np.asarray(res.ess, np.float64) / len(other.searcher.base))
     ang = np.concatenate(angles) if angles else np.zeros(0)
-    return dict(fraction=float(np.mean(ang < CROSS_TOLERANCE_DEG)) if len(ang) else float("nan"),
-                median_deg=float(np.median(ang)) if len(ang) else float("nan"),
-                chance=chance_within(CROSS_TOLERANCE_DEG) * len(A.sym), images=int(len(ang)),
-                tolerance_deg=CROSS_TOLERANCE_DEG,
-                ess_fraction=float(np.median(np.concatenate(ess))) if ess else float("nan"))
+    Q = np.concatenate(rel) if rel else np.zeros((0, 3, 3))
+    out = dict(axis=pose_axis(Q, ang >= CROSS_TOLERANCE_DEG),
+               fraction=float(np.mean(ang < CROSS_TOLERANCE_DEG)) if len(ang) else float("nan"),
+               median_deg=float(np.median(ang)) if len(ang) else float("nan"),
+               chance=chance_within(CROSS_TOLERANCE_DEG) * len(A.sym), images=int(len(ang)),
+               tolerance_deg=CROSS_TOLERANCE_DEG,
+               ess_fraction=float(np.median(np.concatenate(ess))) if ess else float("nan"))
+    if details:  # per image: the relative rotations and the angles (after-the-fact analyses)
+        out.update(Q=Q, angles_deg=ang)
+    return out

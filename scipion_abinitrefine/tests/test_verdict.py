@@ -91,3 +91,47 @@ def test_chance_agreement_of_random_poses():
     for deg in (15.0, 45.0, 90.0, 180.0):
         p = halves.chance_within(deg)
         assert abs(np.mean(d < deg) - p) < 4 * np.sqrt(max(p * (1 - p), 1e-4) / len(d)) + 1e-4, (deg, p)
+
+
+def test_pose_axis_finds_turns_about_one_axis_and_not_noise():
+    """Relative rotations (own pose -> best pose in the other half's map) spread over SO(3) leave no cone of
+    axes much denser than chance (uniform axes); turns by any angle about one axis are found, with the axis
+    and the fraction of the images they hold."""
+    from scipy.spatial.transform import Rotation
+
+    from scipion_abinitrefine.engine import halves, so3
+
+    rng = np.random.default_rng(3)
+    Q = so3.random_rotations(800, rng)
+    ax = halves.pose_axis(Q, np.ones(800, bool))
+    assert ax["off_fraction"] < 2.0 * ax["chance"], ax
+    assert abs(ax["chance"] - (1.0 - np.cos(np.radians(halves.AXIS_CONE_DEG)))) < 1e-12
+    # the fraction of uniform axes in a fixed cone is the stated chance (Monte Carlo)
+    axes = halves.rotation_axes(so3.random_rotations(100000, rng))
+    assert abs(np.mean(np.abs(axes[:, 2]) >= np.cos(np.radians(15.0))) - ax["chance"]) < 0.003
+    true_axis = np.array([0.0, 0.6, 0.8])
+    turns = rng.uniform(20.0, 180.0, 240) * rng.choice([-1.0, 1.0], 240)
+    wobble = rng.normal(scale=np.radians(3.0), size=(240, 3))
+    Q[:240] = Rotation.from_rotvec(np.radians(turns)[:, None] * true_axis + wobble).as_matrix()
+    off = np.ones(800, bool)
+    off[240:340] = False  # these agree: not candidates
+    ax = halves.pose_axis(Q, off)
+    assert np.degrees(np.arccos(abs(np.dot(ax["axis"], true_axis)))) < 3.0, ax
+    assert 0.29 < ax["fraction"] < 0.33 and ax["off_fraction"] > 6.0 * ax["chance"], ax
+
+
+def test_turns_about_one_axis_count_as_agreement_up_to_that_turn(truth):
+    """An elongated or flat particle: 15% of the images get the same pose from both maps and 25% more a pose
+    turned about one axis (7x chance): "converged", and the message says why. Axes no denser than a failed
+    run's (2.5x chance), or too few images agreeing outright, are not counted: "uncertain" / "failed"."""
+    s = 0.5 * truth.std()
+    gs = fsc.gold_standard_fsc(truth + _noise(1, s), truth + _noise(2, s), APIX)
+    axis = dict(axis=[0.0, 0.0, 1.0], fraction=0.25, off_fraction=0.25 / 0.85, chance=0.034, cone_deg=15.0)
+    v = verdict.convergence_verdict(gs, BOX, APIX, ALIGN, MAXRES, poses={**_poses(0.15), "axis": axis})
+    assert v["verdict"] == "converged" and "25% more differ by a turn about one axis" in v["message"], v
+    assert "40% agree up to that turn" in v["message"], v
+    weak = {**axis, "off_fraction": 2.5 * 0.034, "fraction": 0.07}
+    v = verdict.convergence_verdict(gs, BOX, APIX, ALIGN, MAXRES, poses={**_poses(0.15), "axis": weak})
+    assert v["verdict"] == "uncertain" and "turn about one axis" not in v["message"], v
+    v = verdict.convergence_verdict(gs, BOX, APIX, ALIGN, MAXRES, poses={**_poses(0.05), "axis": axis})
+    assert v["verdict"] == "failed", v
