@@ -43,8 +43,8 @@ MAX_POSE_SPREAD = 0.05
 # than uniformly spread axes do: views of an elongated, flat or pseudo-symmetric particle whose turn about
 # that axis the data do not fix. Counted as agreement "up to that turn" from AXIS_MIN_FACTOR x chance, and
 # only when at least MIN_POSE_AGREEMENT of the images agree outright. Measured: a right map of a ring of
-# domains 9x (5.5-7x after the fact), an elongated particle 7x; failed or data-limited runs 2.4-2.5x; uniformly random rotations
-# <= 1.5x (the densest of 800 cones).
+# domains 9x (5.5-7x after the fact), an elongated particle 7x; failed or data-limited runs 2.4-2.5x;
+# uniformly random rotations <= 1.5x (the densest of 800 cones).
 AXIS_MIN_FACTOR = 4.0
 AXIS_MIN_IMAGES = 20
 
