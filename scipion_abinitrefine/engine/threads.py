@@ -137,9 +137,8 @@ def half_workers(backend: str) -> HalfWorkers | None:
     a GPU, or numba's workqueue layer): then the halves take turns."""
     import numba
 
-    # off unless asked (ABINITREFINE_SIDE_BY_SIDE=1) until measured whole: on the demo (2 cores, same revision)
-    # the first 90 iterations took 158 s side by side against 167 s in turn; the results are the same either
-    # way (tests/test_job.py)
+    # off unless asked (ABINITREFINE_SIDE_BY_SIDE=1): the whole demo on 2 cores took 770 s side by side
+    # against 775 s in turn, for 2.4x the system time and 0.8 GB more memory (bench/RESULTS.rst, Scale)
     if os.environ.get(SIDE_BY_SIDE) != "1":
         return None
     n = numba.get_num_threads()
