@@ -52,3 +52,4 @@ $PY bench/hard.py --shape flat --snr 0.01 --n 10000 --seeds 4 --params "$P" --ou
 $PY bench/hard.py --shape demo --snr 0.01 --n 10000 --junk 0.2 --realistic --seeds 0 --out bench/results/verdict.jsonl
 $PY bench/hard.py --shape demo --snr 0.01 --n 10000 --junk 0.2 --realistic --seeds 0 --oracle-only --out bench/results/verdict.jsonl
 $PY bench/hard.py --shape elongated --snr 0.01 --n 10000 --seeds 3 --params "$P" --out bench/results/verdict.jsonl
+$PY bench/hard.py --shape compact --snr 0.01 --n 10000 --seeds 2 --params "$P" --out bench/results/verdict.jsonl
