@@ -30,7 +30,7 @@ def main():
 
     import tempfile
 
-    from scipion_abinitrefine.engine import halves, io, so3
+    from scipion_abinitrefine.engine import halves, io, so3, verdict
     from scipion_abinitrefine.engine.job import Job, JobParams
 
     ps = io.read_star(os.path.join(a.dir, "p.star"))
@@ -47,8 +47,6 @@ def main():
         run.seen[:] = False
         run.seen[pos] = True
         run.R[pos] = R_all[out.half == h]
-    from scipion_abinitrefine.engine import verdict
-
     res = halves.cross_pose_agreement(job.runs["A"], job.runs["B"], seed=a.seed, details=True)
     Q, ang = res.pop("Q"), res.pop("angles_deg")
     ax = res.pop("axis")

@@ -135,15 +135,6 @@ def chance_within(deg: float) -> float:
 AXIS_CONE_DEG = 15.0
 
 
-def rotation_axes(Q: np.ndarray) -> np.ndarray:
-    """Unit rotation axes (n, 3) of rotations ``Q`` (n, 3, 3); sign arbitrary (the axis, not the sense)."""
-    from scipy.spatial.transform import Rotation
-
-    rv = Rotation.from_matrix(np.asarray(Q, np.float64)).as_rotvec()
-    nrm = np.linalg.norm(rv, axis=1, keepdims=True)
-    return rv / np.where(nrm > 0, nrm, 1.0)
-
-
 def pose_axis(Q: np.ndarray, off: np.ndarray, cone_deg: float = AXIS_CONE_DEG) -> dict | None:
     """The axis most of the disagreeing images' relative rotations turn about.
 
@@ -158,15 +149,15 @@ def pose_axis(Q: np.ndarray, off: np.ndarray, cone_deg: float = AXIS_CONE_DEG) -
     idx = np.flatnonzero(off)
     if len(idx) == 0:
         return None
-    ax = rotation_axes(Q[idx])
-    near = np.abs(ax @ ax.T) >= np.cos(np.radians(cone_deg))
-    c = int(np.argmax(near.sum(1)))
+    ax = so3.matrix_to_axes(Q[idx])
+    cos_cone = np.cos(np.radians(cone_deg))
+    near = np.abs(ax @ ax.T) >= cos_cone
     # refine: the principal direction of the axes in the densest cone, then count around it
-    members = ax[near[c]]
+    members = ax[near[int(np.argmax(near.sum(1)))]]
     a = np.linalg.eigh(members.T @ members)[1][:, -1]
-    within = np.abs(ax @ a) >= np.cos(np.radians(cone_deg))
+    within = np.abs(ax @ a) >= cos_cone
     return dict(axis=a.tolist(), fraction=float(within.sum() / len(Q)), off_fraction=float(within.mean()),
-                chance=float(1.0 - np.cos(np.radians(cone_deg))), cone_deg=cone_deg)
+                chance=float(1.0 - cos_cone), cone_deg=cone_deg)
 
 
 def cross_pose_agreement(A, B, n_images: int = CROSS_IMAGES, seed: int = 0, details: bool = False) -> dict:
@@ -188,6 +179,7 @@ def cross_pose_agreement(A, B, n_images: int = CROSS_IMAGES, seed: int = 0, deta
 
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0xC405]))
     angles, ess, rel = [], [], []
+    sym = np.asarray(A.sym, np.float64)
     for own, other in ((A, B), (B, A)):
         seen = np.flatnonzero(own.seen)
         if not len(seen):
@@ -205,10 +197,9 @@ def cross_pose_agreement(A, B, n_images: int = CROSS_IMAGES, seed: int = 0, deta
                                         top_k=own.p.final_top_k)
             Rx = np.asarray(res.R[:, 0], np.float64)
             Ro = own.R[s].astype(np.float64)
-            dk = np.array([so3.geodesic_deg(Rx, Ro @ S) for S in own.sym])
-            d = dk.min(0)
-            angles.append(d)
-            Sk = np.asarray(own.sym, np.float64)[dk.argmin(0)]  # the closest symmetry mate of the own pose
+            dk = np.array([so3.geodesic_deg(Rx, Ro @ S) for S in sym])
+            angles.append(dk.min(0))
+            Sk = sym[dk.argmin(0)]  # the closest symmetry mate of the own pose
             rel.append(np.einsum("nba,nbc->nac", Ro @ Sk, Rx))  # (R_own S)^T R_best
             ess.append(np.asarray(res.ess, np.float64) / len(other.searcher.base))
     ang = np.concatenate(angles) if angles else np.zeros(0)

@@ -91,6 +91,16 @@ def axis_angle_to_matrix(v) -> np.ndarray:
     return eye + s * K + (1 - c) * (K @ K)
 
 
+def matrix_to_axes(R) -> np.ndarray:
+    """Unit rotation axes (n, 3) of matrices ``R`` (n, 3, 3); the sign is arbitrary (the axis, not the sense;
+    the inverse direction of :func:`axis_angle_to_matrix` without the angle)."""
+    from scipy.spatial.transform import Rotation
+
+    rv = Rotation.from_matrix(np.asarray(R, np.float64)).as_rotvec()
+    nrm = np.linalg.norm(rv, axis=1, keepdims=True)
+    return rv / np.where(nrm > 0, nrm, 1.0)
+
+
 # --------------------------------------------------------------------------------------- HEALPix
 
 

@@ -79,8 +79,8 @@ def particle_axis(poses: dict | None) -> dict | None:
     ax = (poses or {}).get("axis")
     if not ax:
         return None
-    ok = (ax["off_fraction"] >= AXIS_MIN_FACTOR * ax["chance"] and ax["fraction"] * poses["images"] >= AXIS_MIN_IMAGES
-          and poses["fraction"] >= MIN_POSE_AGREEMENT)
+    ok = (poses["fraction"] >= MIN_POSE_AGREEMENT and ax["off_fraction"] >= AXIS_MIN_FACTOR * ax["chance"]
+          and ax["fraction"] * poses["images"] >= AXIS_MIN_IMAGES)
     return ax if ok else None
 
 
@@ -98,8 +98,8 @@ def _same_pose_txt(poses: dict) -> str:
         factor = ax["off_fraction"] / ax["chance"]
         txt += (f"; {100 * ax['fraction']:.0f}% more differ by a turn about one axis ({factor:.0f}x what "
                 f"chance gives): views whose turn about that axis the data do not fix, as for an "
-                f"elongated, flat or pseudo-symmetric particle ({100 * agreeing_fraction(poses):.0f}% agree "
-                f"up to that turn)")
+                f"elongated, flat or pseudo-symmetric particle ({100 * (poses['fraction'] + ax['fraction']):.0f}% "
+                f"agree up to that turn)")
     return txt
 
 
@@ -108,7 +108,7 @@ def pose_problems(poses: dict | None) -> list[str]:
     if poses is None or not poses["images"]:
         return []
     out = []
-    if agreeing_fraction(poses) < MIN_POSE_AGREEMENT:
+    if poses["fraction"] < MIN_POSE_AGREEMENT:  # outright: a pose axis counts only above this line
         out.append(f"only {_same_pose_txt(poses)} (random poses: {100 * poses['chance']:.1f}%; needed: "
                    f"{100 * MIN_POSE_AGREEMENT:.0f}%)")
     if poses["ess_fraction"] > MAX_POSE_SPREAD:

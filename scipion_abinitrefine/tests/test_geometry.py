@@ -108,3 +108,13 @@ def test_image_points_are_the_centred_transform_at_the_points():
         got = fourier.image_points(img, kx, ky)
         assert got.dtype == np.complex64
         np.testing.assert_allclose(got, ref, atol=1e-5 * np.abs(ref).max())
+
+
+def test_matrix_to_axes_inverts_axis_angle():
+    """The axis of a rotation built from an axis and an angle (0-180 deg) is that axis, up to its sign."""
+    rng = np.random.default_rng(5)
+    k = rng.normal(size=(500, 3))
+    k /= np.linalg.norm(k, axis=1, keepdims=True)
+    th = rng.uniform(1.0, 180.0, 500)
+    got = so3.matrix_to_axes(so3.axis_angle_to_matrix(k * np.radians(th)[:, None]))
+    assert np.allclose(np.abs(np.sum(got * k, axis=1)), 1.0, atol=1e-6)

@@ -107,7 +107,7 @@ def test_pose_axis_finds_turns_about_one_axis_and_not_noise():
     assert ax["off_fraction"] < 2.0 * ax["chance"], ax
     assert abs(ax["chance"] - (1.0 - np.cos(np.radians(halves.AXIS_CONE_DEG)))) < 1e-12
     # the fraction of uniform axes in a fixed cone is the stated chance (Monte Carlo)
-    axes = halves.rotation_axes(so3.random_rotations(100000, rng))
+    axes = so3.matrix_to_axes(so3.random_rotations(100000, rng))
     assert abs(np.mean(np.abs(axes[:, 2]) >= np.cos(np.radians(15.0))) - ax["chance"]) < 0.003
     true_axis = np.array([0.0, 0.6, 0.8])
     turns = rng.uniform(20.0, 180.0, 240) * rng.choice([-1.0, 1.0], 240)
