@@ -14,13 +14,16 @@ PYTHONPATH="$wt" /usr/bin/time -f '%e %U %S %M' -o "$log.t" "$root/.venv/bin/pyt
     --out "$wt/demo_out" > "$log" 2>&1
 read -r wall user sys maxkb < "$log.t"
 line=$(grep '^demo:' "$log" | tail -1)
+# the written maps' digests: two runs (e.g. in turn / side by side) can be compared bit for bit
+sums=$(cd "$wt/demo_out" && find . -name '*.mrc' -not -path '*checkpoint*' | sort | xargs sha256sum | cut -c1-16,65- | tr '\n' ';')
 cd "$root"  # out of the worktree before it goes (tools refuse a vanished working directory)
 git -C "$root" worktree remove --force "$wt"
-python3 - "$rev" "$wall" "$user" "$sys" "$maxkb" "$line" "$out" <<'PY'
+python3 - "$rev" "$wall" "$user" "$sys" "$maxkb" "$line" "$out" "$sums" <<'PY'
 import json, sys
-rev, wall, user, sys_, maxkb, line, out = sys.argv[1:]
+rev, wall, user, sys_, maxkb, line, out, sums = sys.argv[1:]
+maps = dict(reversed(s.split("  ", 1)) for s in sums.split(";") if s)
 r = dict(rev=rev, wall_s=float(wall), user_s=float(user), sys_s=float(sys_), peak_gb=int(maxkb) / 2**20,
-         result=line)
+         result=line, maps_sha256_16=maps)
 print(json.dumps(r))
 open(out, "w").write(json.dumps(r) + "\n")
 PY

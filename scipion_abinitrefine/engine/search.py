@@ -271,6 +271,13 @@ class PoseSearch:
         if M and float(outside0.max()) > SHARP:  # else every posterior is inside its beam: nothing to add
             Rs, ts, ws, alpha = self._outside_mass(F, X, C, inv_s2, kx, ky, ctx.r, temperature, Rg, shifts,
                                                    top0, samp, logp_samp)
+            # an image whose posterior is inside its beam gets no samples, as when its whole part has
+            # none (search() pads such parts): the result does not depend on which images share a part
+            sharp = outside0 <= SHARP
+            alpha = xp.where(sharp, 0.0, alpha).astype(np.float32)
+            ws = xp.where(sharp[:, None], 0.0, ws).astype(np.float32)
+            Rs = xp.where(sharp[:, None, None, None], Rk[:, :1], Rs)
+            ts = xp.where(sharp[:, None, None], tk[:, :1], ts)
             Rk = xp.concatenate([Rk, Rs], axis=1)
             tk = xp.concatenate([tk, ts], axis=1)
             w = xp.concatenate([w * (1.0 - alpha)[:, None], ws], axis=1)
@@ -378,9 +385,13 @@ class _Level0:
 
 
 def _split(B: int, chunk: int, n: int) -> list[tuple[int, int]]:
-    """Contiguous parts of B images for n workers, in whole chunks where there are enough images."""
-    n = max(1, min(n, -(-B // chunk)))
-    edges = np.linspace(0, B, n + 1).astype(int)
+    """Contiguous parts of B images for n workers, each a run of whole chunks on the batch's fixed chunk
+    grid (0, chunk, 2 chunk, ...). Every chunk's matrix product then has the same rows whatever the worker
+    count: BLAS rounds a row differently with the rows beside it, so a cut that moved with the worker count
+    made results depend on --threads in the last digits."""
+    nc = -(-B // chunk)
+    n = max(1, min(n, nc))
+    edges = np.minimum(np.linspace(0, nc, n + 1).astype(int) * chunk, B)
     return [(int(edges[i]), int(edges[i + 1])) for i in range(n)]
 
 

@@ -20,7 +20,7 @@ def test_limit_sets_every_pool():
 def test_search_split_over_workers_changes_nothing(monkeypatch):
     D, apix = 32, 4.0
     vol = simulate.make_phantom(D, apix)
-    images, truth = simulate.simulate_particles(vol, 70, apix, snr=0.02, seed=5)
+    images, truth = simulate.simulate_particles(vol, 70, apix, snr=0.1, seed=5)
     r = 7.0
     kx, ky = fourier.half_plane_points(r)
     X = fourier.gather_points(fourier.ft2c(images / truth["noise_sigma"]), kx, ky).astype(np.complex64)
@@ -29,12 +29,15 @@ def test_search_split_over_workers_changes_nothing(monkeypatch):
     G = fourier.volume_to_fourier(vol / truth["noise_sigma"], 2)
     ps = search.PoseSearch(D, 12.0, 3.0, top_k=8, chunk=16)
     out = {}
-    for n in (1, 3):
+    for n in (1, 2, 3):
         monkeypatch.setattr(ps, "workers", lambda n=n: n)
-        assert len(search._split(len(X), ps.chunk, n)) == n
-        out[n] = ps.search(G, X, C, s2, kx, ky, r, temperature=2.0, n_keep=4, n_samples=16,
+        parts = search._split(len(X), ps.chunk, n)
+        assert len(parts) == n and all(a % ps.chunk == 0 for a, _ in parts)  # on the fixed chunk grid
+        out[n] = ps.search(G, X, C, s2, kx, ky, r, temperature=1.0, n_keep=4, n_samples=16,
                            rng=np.random.default_rng(4))
-    a, b = out[1], out[3]
-    assert a.R.shape == b.R.shape and a.R.shape[1] == 4 + 16
-    for f in ("R", "t", "w", "ess", "ll_best", "evidence"):
-        np.testing.assert_allclose(getattr(a, f), getattr(b, f), rtol=1e-4, atol=1e-5, err_msg=f)
+    assert out[1].R.shape[1] == 4 + 16
+    sharp = out[1].w[:, 4:].sum(axis=1) == 0
+    assert 0 < sharp.sum() < len(X)  # both kinds of image (samples or none) are in the batch
+    for n in (2, 3):  # the same bits whatever the worker count (BLAS rounds by the rows it is given)
+        for f in ("R", "t", "w", "ess", "ll_best", "evidence"):
+            assert np.array_equal(getattr(out[1], f), getattr(out[n], f)), (n, f)
