@@ -14,8 +14,17 @@ PYTHONPATH="$wt" /usr/bin/time -f '%e %U %S %M' -o "$log.t" "$root/.venv/bin/pyt
     --out "$wt/demo_out" > "$log" 2>&1
 read -r wall user sys maxkb < "$log.t"
 line=$(grep '^demo:' "$log" | tail -1)
-# the written maps' digests: two runs (e.g. in turn / side by side) can be compared bit for bit
-sums=$(cd "$wt/demo_out" && find . -name '*.mrc' -not -path '*checkpoint*' | sort | xargs sha256sum | cut -c1-16,65- | tr '\n' ';')
+# digests of the written maps' voxels (not the files: mrcfile stamps the time in a header label), so two runs
+# (e.g. in turn / side by side) can be compared bit for bit
+sums=$("$root/.venv/bin/python" - "$wt/demo_out" <<'PY'
+import glob, hashlib, os, sys
+import mrcfile
+for f in sorted(glob.glob(os.path.join(sys.argv[1], "**", "*.mrc"), recursive=True)):
+    if "checkpoint" not in f:
+        with mrcfile.open(f, permissive=True) as m:
+            print(hashlib.sha256(m.data.tobytes()).hexdigest()[:16] + "  " + os.path.relpath(f, sys.argv[1]), end=";")
+PY
+)
 cd "$root"  # out of the worktree before it goes (tools refuse a vanished working directory)
 git -C "$root" worktree remove --force "$wt"
 python3 - "$rev" "$wall" "$user" "$sys" "$maxkb" "$line" "$out" "$sums" <<'PY'
