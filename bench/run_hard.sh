@@ -53,3 +53,11 @@ $PY bench/hard.py --shape demo --snr 0.01 --n 10000 --junk 0.2 --realistic --see
 $PY bench/hard.py --shape demo --snr 0.01 --n 10000 --junk 0.2 --realistic --seeds 0 --oracle-only --out bench/results/verdict.jsonl
 $PY bench/hard.py --shape elongated --snr 0.01 --n 10000 --seeds 3 --params "$P" --out bench/results/verdict.jsonl
 $PY bench/hard.py --shape compact --snr 0.01 --n 10000 --seeds 2 --params "$P" --out bench/results/verdict.jsonl
+# session 10: the SNR grid for the demo phantom with the default schedule (seed 4), 30k at SNR 0.005, 2k at 0.01,
+# and how much pose information SNR 0.005 holds (a global search against the true map)
+for S in 0.005 0.02; do
+  $PY bench/hard.py --shape demo --snr $S --n 10000 --seeds 4 --params "$P" --out bench/results/grid.jsonl
+done
+$PY bench/hard.py --shape demo --snr 0.005 --n 30000 --seeds 4 --params "$P" --out bench/results/grid.jsonl
+$PY bench/hard.py --shape demo --snr 0.01 --n 2000 --seeds 4 --params "$P" --out bench/results/grid.jsonl
+$PY bench/global_search.py --snr 0.005 --seed 4 --n 10000 --max-res 10
