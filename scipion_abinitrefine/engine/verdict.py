@@ -98,8 +98,8 @@ def _same_pose_txt(poses: dict) -> str:
         factor = ax["off_fraction"] / ax["chance"]
         txt += (f"; {100 * ax['fraction']:.0f}% more differ by a turn about one axis ({factor:.0f}x what "
                 f"chance gives): views whose turn about that axis the data do not fix, as for an "
-                f"elongated, flat or pseudo-symmetric particle ({100 * (poses['fraction'] + ax['fraction']):.0f}% "
-                f"agree up to that turn)")
+                f"elongated, flat or pseudo-symmetric particle ({100 * agreeing_fraction(poses):.0f}% agree "
+                f"up to that turn)")
     return txt
 
 
