@@ -61,3 +61,14 @@ done
 $PY bench/hard.py --shape demo --snr 0.005 --n 30000 --seeds 4 --params "$P" --out bench/results/grid.jsonl
 $PY bench/hard.py --shape demo --snr 0.01 --n 2000 --seeds 4 --params "$P" --out bench/results/grid.jsonl
 $PY bench/global_search.py --snr 0.005 --seed 4 --n 10000 --max-res 10
+# session 11: where SNR 0.005 holds pose information (global search against the truth, per resolution) and
+# whether the SGD holds the true map there (traces from the truth and from random starts, half A)
+for R in 35 25 20 15; do $PY bench/global_search.py --snr 0.005 --seed 4 --n 2000 --max-res $R; done
+for R in 35 25; do $PY bench/global_search.py --snr 0.01 --seed 4 --n 2000 --max-res $R; done
+$PY bench/trace.py --snr 0.005 --n 10000 --seed 4 --starts 1 --oracle --iters 400 --every 40 --params "$P"
+$PY bench/trace.py --snr 0.005 --n 10000 --seed 4 --starts 1 --oracle --iters 440 --every 40 \
+  --params "${P/\"init_minibatch\": 90, \"final_minibatch\": 300/\"init_minibatch\": 360, \"final_minibatch\": 1000}"
+$PY bench/trace.py --snr 0.005 --n 10000 --seed 4 --starts 1 --oracle --iters 200 --every 20
+$PY bench/trace.py --snr 0.005 --n 10000 --seed 4 --starts 4 --iters 200 --every 20
+$PY bench/trace.py --snr 0.005 --n 10000 --seed 4 --starts 2 --iters 30 --every 3 \
+  --params '{"init_res_A": 20.0, "init_iters": 30, "init_minibatch": 5000, "final_minibatch": 5000, "init_lr": 1.0, "lr_duration": 1000}'
