@@ -130,8 +130,9 @@ def test_turns_about_one_axis_count_as_agreement_up_to_that_turn(truth):
     v = verdict.convergence_verdict(gs, BOX, APIX, ALIGN, MAXRES, poses={**_poses(0.15), "axis": axis})
     assert v["verdict"] == "converged" and "25% more differ by a turn about one axis" in v["message"], v
     assert "40% agree up to that turn" in v["message"], v
-    weak = {**axis, "off_fraction": 2.5 * 0.034, "fraction": 0.07}
-    v = verdict.convergence_verdict(gs, BOX, APIX, ALIGN, MAXRES, poses={**_poses(0.15), "axis": weak})
-    assert v["verdict"] == "uncertain" and "turn about one axis" not in v["message"], v
+    for factor in (2.5, 4.1):  # failed runs measured: 2.4-2.8x; a compact globule at SNR 0.005: 4.1x
+        weak = {**axis, "off_fraction": factor * 0.034, "fraction": 0.85 * factor * 0.034}
+        v = verdict.convergence_verdict(gs, BOX, APIX, ALIGN, MAXRES, poses={**_poses(0.15), "axis": weak})
+        assert v["verdict"] == "uncertain" and "turn about one axis" not in v["message"], (factor, v)
     v = verdict.convergence_verdict(gs, BOX, APIX, ALIGN, MAXRES, poses={**_poses(0.05), "axis": axis})
     assert v["verdict"] == "failed", v
