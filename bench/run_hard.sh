@@ -72,3 +72,9 @@ $PY bench/trace.py --snr 0.005 --n 10000 --seed 4 --starts 1 --oracle --iters 20
 $PY bench/trace.py --snr 0.005 --n 10000 --seed 4 --starts 4 --iters 200 --every 20
 $PY bench/trace.py --snr 0.005 --n 10000 --seed 4 --starts 2 --iters 30 --every 3 \
   --params '{"init_res_A": 20.0, "init_iters": 30, "init_minibatch": 5000, "final_minibatch": 5000, "init_lr": 1.0, "lr_duration": 1000}'
+# session 11: more cells of the grid, and the SNR 0.005 / 30k cell from the true map
+$PY bench/hard.py --shape elongated --snr 0.01 --n 10000 --junk 0.2 --seeds 3 --params "$P" --out bench/results/grid11.jsonl
+$PY bench/hard.py --shape compact --snr 0.005 --n 10000 --seeds 2 --params "$P" --out bench/results/grid11.jsonl
+$PY bench/hard.py --shape demo --snr 0.01 --n 2000 --seeds 4 --params "$P" --out bench/results/grid11.jsonl
+$PY bench/hard.py --shape elongated --snr 0.02 --n 10000 --seeds 3 --params "$P" --out bench/results/grid11.jsonl
+$PY bench/hard.py --shape demo --snr 0.005 --n 30000 --seeds 4 --oracle-only --params "$P" --out bench/results/grid11.jsonl
