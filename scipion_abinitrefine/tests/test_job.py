@@ -149,11 +149,15 @@ def test_pure_noise_stays_uncorrelated(tmp_path):
     # single shells reach 0.143 by chance; what the halves would share is a band-wide excess
     fb = table["fsc_corrected"][beyond]
     assert fb.mean() < 0.15 and fb.max() < 0.35, fb  # shared structure gives ~0.5 and more across the band
+    # without the mask the halves share nothing past the alignment limit (measured |FSC| <= 0.03 per shell)
+    fu = table["fsc_unmasked"][beyond]
+    assert np.abs(fu).max() < 0.1, fu
     assert res["verdict"] == "failed"  # and the job says so
-    # the 0.143 crossing may fall a shell or two past the alignment limit (6.4 px, 20 A): the soft mask spreads
-    # the aligned shells' agreement to their neighbours, and a shell's sigma is ~0.07 (measured crossings
-    # 17.7 A and 15.4 A in two draws); halves sharing a model cross near Nyquist (8 A)
-    assert res["resolution_A"] > 14.0
+    # the 0.143 crossing may fall a few shells past the alignment limit (6.4 px, 20 A): under the soft auto-mask
+    # the two noise blobs (non-negative, in the same spherical window) keep a masked FSC of ~0.35 for 2-3
+    # shells where the unmasked FSC is ~0 (measured crossings 17.7 A and 15.4 A in two draws, 13.8 A with the
+    # same draw on another CPU: float rounding differs); halves sharing a model cross near Nyquist (8 A)
+    assert res["resolution_A"] > 12.0
     assert not (tmp_path / "out" / "checkpoint.npz").exists()  # a finished job removes its checkpoint
     assert res["verdict"] == "failed", res["convergence"]  # and the job warns that nothing converged
     assert res["convergence"]["pose_agreement"]["fraction"] < 0.05  # measured 0 of 240
