@@ -81,3 +81,5 @@ $PY bench/hard.py --shape demo --snr 0.005 --n 30000 --seeds 4 --oracle-only --p
 $PY bench/hard.py --shape flat --snr 0.005 --n 10000 --seeds 4 --params "$P" --out bench/results/grid11.jsonl
 $PY bench/hard.py --shape compact --snr 0.02 --n 10000 --seeds 2 --params "$P" --out bench/results/grid11.jsonl
 $PY bench/hard.py --shape demo --snr 0.05 --n 10000 --seeds 4 --params "$P" --out bench/results/grid11.jsonl
+$PY bench/hard.py --shape elongated --snr 0.005 --n 10000 --seeds 3 --params "$P" --out bench/results/grid11.jsonl
+$PY bench/hard.py --shape compact --snr 0.05 --n 10000 --seeds 2 --params "$P" --out bench/results/grid11.jsonl
