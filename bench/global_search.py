@@ -33,7 +33,7 @@ def main():
     from scipion_abinitrefine.engine.job import Job, JobParams
 
     d = tempfile.mkdtemp(prefix="gsearch_")
-    truth, t = simulate_case(d, a.shape, a.n, a.snr, a.junk, a.seed, a.realistic)
+    truth, t = simulate_case(d, a.shape, a.n, a.snr, a.junk, a.seed, a.realistic, apix=a.apix)
     p = JobParams(**{**JOB_PARAMS, "max_res_A": a.max_res}, n_starts=1, target_ess_fraction=0.0, backend="cpu",
                   seed=a.seed)
     run = Job(io.read_star(os.path.join(d, "p.star")), os.path.join(d, "out"), p, log=None).runs["A"]

@@ -35,8 +35,11 @@ JOB_PARAMS = dict(max_res_A=10.0, init_res_A=20.0, init_iters=60, final_iters=30
 def simulate_case(d, shape, n, snr, junk, seed, realistic, box=64, apix=2.0, symmetry="C1"):
     from scipion_abinitrefine.engine import io, simulate
 
-    truth = simulate.make_phantom(box, apix, seed=7 if shape == "demo" else 100 + seed, shape=shape,
-                                  symmetry=symmetry)
+    if shape.endswith((".pdb", ".pdb.gz")):  # a real structure: the atomic model rendered at box/apix
+        truth = simulate.map_from_pdb(shape, box, apix)
+    else:
+        truth = simulate.make_phantom(box, apix, seed=7 if shape == "demo" else 100 + seed, shape=shape,
+                                      symmetry=symmetry)
     kw = dict(bfactor=80.0, noise="coloured", scale_spread=0.2, defocus_range_um=(0.5, 3.0)) if realistic else {}
     images, t = simulate.simulate_particles(truth, n, apix, snr=snr, seed=11 + seed, junk_fraction=junk, **kw)
     io.write_stack(os.path.join(d, "p.mrcs"), images, apix)
@@ -49,7 +52,8 @@ def simulate_case(d, shape, n, snr, junk, seed, realistic, box=64, apix=2.0, sym
 
 def add_case_arguments(ap, n: int = 10000):
     """The options that name one case (the single-case scripts: ``trace.py``, ``global_search.py``)."""
-    ap.add_argument("--shape", default="demo")
+    ap.add_argument("--shape", default="demo", help="a phantom family or an atomic model (.pdb, .pdb.gz)")
+    ap.add_argument("--apix", type=float, default=2.0, help="pixel size (A) of the box-64 images")
     ap.add_argument("--snr", type=float, default=0.01)
     ap.add_argument("--n", type=int, default=n)
     ap.add_argument("--junk", type=float, default=0.0)
@@ -110,12 +114,12 @@ def evaluate(out_dir, truth_vol, t, apix):
     return o
 
 
-def run_case(shape, n, snr, junk, seed, oracle, realistic, params, phantom_symmetry="C1"):
+def run_case(shape, n, snr, junk, seed, oracle, realistic, params, phantom_symmetry="C1", apix=2.0):
     from scipion_abinitrefine.engine import io
     from scipion_abinitrefine.engine.job import Job, JobParams
 
     d = tempfile.mkdtemp(prefix="hard_")
-    truth, t = simulate_case(d, shape, n, snr, junk, seed, realistic, symmetry=phantom_symmetry)
+    truth, t = simulate_case(d, shape, n, snr, junk, seed, realistic, symmetry=phantom_symmetry, apix=apix)
     # the oracle starts from the true map, scaled to the normalised images (background std 1 = noise sigma),
     # without annealing (a temperature chosen to flatten the true map's sharp posteriors would blur it)
     over = dict(target_ess_fraction=0.0, n_starts=1) if oracle else {}  # one start: the true map
@@ -127,20 +131,20 @@ def run_case(shape, n, snr, junk, seed, oracle, realistic, params, phantom_symme
             run.set_model_volume(truth / t["noise_sigma"])
     job.run_sgd()
     res = job.finish()
-    out = dict(shape=shape, n=n, snr=snr, junk=junk, seed=seed, oracle=oracle, realistic=realistic,
+    out = dict(shape=shape, apix=apix, n=n, snr=snr, junk=junk, seed=seed, oracle=oracle, realistic=realistic,
                phantom_symmetry=phantom_symmetry, symmetry=p.symmetry,
                gold_standard_A=res["resolution_A"], verdict=res["verdict"],
                agreement=res["convergence"].get("agreement_beyond_alignment"), n_used=res["n_used"],
                pose_agreement=res["convergence"].get("pose_agreement"),
                wall_s=time.time() - t0, cpu_s=time.process_time() - c0, dir=d)  # kept: pose_agreement.py
-    out.update(evaluate(os.path.join(d, "out"), truth, t, 2.0))
+    out.update(evaluate(os.path.join(d, "out"), truth, t, apix))
     out["peak_rss_MiB"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return out
 
 
 def row(r) -> str:
     junk = f"junk P/R {r['junk_precision']:.2f}/{r['junk_recall']:.2f}, " if "junk_recall" in r else ""
-    return (f"{r['shape']:9s} SNR {r['snr']:<6g} n {r['n']:6d} junk {r['junk']:.2f} seed {r['seed']} "
+    return (f"{os.path.basename(r['shape']):9s} SNR {r['snr']:<6g} n {r['n']:6d} junk {r['junk']:.2f} seed {r['seed']} "
             f"{'oracle' if r['oracle'] else 'random'}: FSC(truth) 0.5 {r['fsc05_A']:.1f} A, 0.143 "
             f"{r['fsc0143_A']:.1f} A, median err {r['median_err_deg']:.1f} deg, gold-std "
             f"{r['gold_standard_A']:.1f} A, {r['verdict']}, {junk}"
@@ -149,7 +153,9 @@ def row(r) -> str:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--shape", nargs="+", default=["demo"])
+    ap.add_argument("--shape", nargs="+", default=["demo"],
+                    help="phantom families (demo compact elongated flat) or atomic models (.pdb, .pdb.gz)")
+    ap.add_argument("--apix", type=float, default=2.0, help="pixel size (A) of the box-64 images")
     ap.add_argument("--snr", type=float, nargs="+", default=[0.01])
     ap.add_argument("--n", type=int, nargs="+", default=[10000])
     ap.add_argument("--junk", type=float, default=0.0)
@@ -170,7 +176,7 @@ def main():
         threads.limit(0)  # what the command line sets up (engine/threads.py)
         shape, n, snr, seed, oracle = a.case.split(":")
         print(json.dumps(run_case(shape, int(n), float(snr), a.junk, int(seed), oracle == "1", a.realistic, params,
-                                  a.sym)))
+                                  a.sym, a.apix)))
         return
     os.makedirs(os.path.dirname(a.out), exist_ok=True)
     for shape in a.shape:
@@ -179,7 +185,7 @@ def main():
                 for seed in a.seeds:
                     for oracle in ([1] if a.oracle_only else [0, 1] if a.oracle else [0]):
                         cmd = [sys.executable, __file__, "--case", f"{shape}:{n}:{snr}:{seed}:{oracle}",
-                               "--junk", str(a.junk), "--params", a.params, "--sym", a.sym] + \
+                               "--junk", str(a.junk), "--params", a.params, "--sym", a.sym, "--apix", str(a.apix)] + \
                             (["--realistic"] if a.realistic else [])
                         p = subprocess.run(cmd, capture_output=True, text=True)
                         if p.returncode:

@@ -61,7 +61,7 @@ def main():
     from scipion_abinitrefine.engine.starts import start_scores
 
     d = tempfile.mkdtemp(prefix="trace_")
-    truth, t = simulate_case(d, a.shape, a.n, a.snr, a.junk, a.seed, a.realistic)
+    truth, t = simulate_case(d, a.shape, a.n, a.snr, a.junk, a.seed, a.realistic, apix=a.apix)
     params = json.loads(a.params)
     over = dict(target_ess_fraction=0.0) if a.oracle else {}
     p = JobParams(**{**JOB_PARAMS, **params, **over, "n_starts": a.starts}, backend="cpu", seed=a.seed)
@@ -82,7 +82,7 @@ def main():
         sc = start_scores(runs, sel, np.mean([r.s2_shell for r in runs], axis=0))
         cells = []
         for j, run in enumerate(runs):
-            low, mid = band_fsc(run.model_volume(), truth, 2.0)
+            low, mid = band_fsc(run.model_volume(), truth, a.apix)
             row = dict(iteration=it, resolution_A=e["resolution_A"], start=j, score=float(sc[j]),
                        ess=run.log[-1]["ess"], w20=within20(run, t), fsc_low=low, fsc_mid=mid)
             cells.append(f"{sc[j]:7.3f} {row['ess']:6.0f} {row['w20']:.2f} {low:.2f} {mid:.2f}")

@@ -20,7 +20,7 @@ DEMO_PARAMS = dict(max_res_A=6.0, init_iters=40, final_iters=40, radius_step=0.1
 
 
 def _simulate(out, n, box, apix, snr, seed, map_path=None, log=print, shape="demo", phantom_seed=None,
-              mass_kda=None, symmetry="C1", **data_kw):
+              mass_kda=None, symmetry="C1", pdb_path=None, **data_kw):
     """Simulate a data set into ``out``; ``data_kw`` go to :func:`simulate.simulate_particles` (B-factor,
     noise colour, scale spread, defocus range, junk fraction). Ground truth: poses in the STAR file, the
     map in truth.mrc, per-particle truth (junk flags and kinds, scales) in truth.csv."""
@@ -33,6 +33,11 @@ def _simulate(out, n, box, apix, snr, seed, map_path=None, log=print, shape="dem
             raise SystemExit(f"{map_path}: need a cubic map with an even box, got {vol.shape}")
         apix = apix_map if apix_map > 0 else apix
         box = vol.shape[0]
+    elif pdb_path:
+        try:
+            vol = simulate.map_from_pdb(pdb_path, box, apix)
+        except (OSError, ValueError) as e:
+            raise SystemExit(f"error: --pdb: {e}") from None
     else:
         pseed = phantom_seed if phantom_seed is not None else (7 if shape == "demo" else seed)
         vol = simulate.make_phantom(box, apix, seed=pseed, shape=shape, mass_kda=mass_kda, symmetry=symmetry)
@@ -124,10 +129,13 @@ def cmd_simulate(args):
     if args.defocus[0] <= 0 or args.defocus[1] < args.defocus[0]:
         print(f"error: --defocus {args.defocus}: MIN MAX in micrometres, 0 < MIN <= MAX", file=sys.stderr)
         return 2
-    _simulate(args.out, args.n, args.box, args.apix, args.snr, args.seed, args.map, shape=args.shape,
-              phantom_seed=args.phantom_seed, mass_kda=args.mass_kda, symmetry=args.sym, bfactor=args.bfactor,
-              noise=args.noise,
-              scale_spread=args.scale_spread, defocus_range_um=tuple(args.defocus), junk_fraction=args.junk)
+    if args.map and args.pdb:
+        print("error: --map and --pdb: give one of them", file=sys.stderr)
+        return 2
+    _simulate(args.out, args.n, args.box, args.apix, args.snr, args.seed, args.map, pdb_path=args.pdb,
+              shape=args.shape, phantom_seed=args.phantom_seed, mass_kda=args.mass_kda, symmetry=args.sym,
+              bfactor=args.bfactor, noise=args.noise, scale_spread=args.scale_spread,
+              defocus_range_um=tuple(args.defocus), junk_fraction=args.junk)
     return 0
 
 
@@ -239,6 +247,8 @@ def build_parser():
     s.add_argument("--snr", type=float, default=0.05)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--map", default=None, help="MRC map to project instead of the built-in phantom")
+    s.add_argument("--pdb", default=None,
+                   help="atomic model (PDB format, .gz allowed) to render at --box/--apix and project instead")
     s.add_argument("--sym", default="C1", help="the phantom's point group (RELION's names: C1, Cn, Dn, T, O, I)")
     s.add_argument("--shape", default="demo", choices=["demo", "compact", "elongated", "flat"],
                    help="phantom family (demo: the embedded demo map)")

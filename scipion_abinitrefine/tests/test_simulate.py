@@ -114,3 +114,52 @@ def test_cli_writes_the_junk_truth(tmp_path):
     d = 0.5 * (ps.ctf.defocus_u + ps.ctf.defocus_v)
     assert d.min() >= 0.45e4 and d.max() <= 3.05e4
     assert cli.main(["simulate", "--out", str(tmp_path / "x"), "--junk", "1.5"]) == 2
+
+
+def _pdb_line(serial, name, resname, x, y, z, element, record="ATOM"):
+    return (f"{record:<6s}{serial:5d} {name:<4s} {resname:3s} A{1:4d}    {x:8.3f}{y:8.3f}{z:8.3f}"
+            f"{1.0:6.2f}{20.0:6.2f}          {element:>2s}\n")
+
+
+def test_map_from_pdb_weights_and_centres_atoms(tmp_path):
+    """An atomic model renders at its centre of mass, each atom weighted by its electrons; waters and later
+    models are left out; a model too large for the box and a file without atoms are refused by name."""
+    import gzip
+
+    atoms = [("CA", "ALA", (-10.0, 0.0, 0.0), "C"), ("SD", "MET", (10.0, 0.0, 0.0), "S"),
+             ("O", "HOH", (0.0, 20.0, 0.0), "O")]  # the water must not count
+    text = "".join(_pdb_line(i + 1, n, r, *xyz, el, "HETATM" if r == "HOH" else "ATOM")
+                   for i, (n, r, xyz, el) in enumerate(atoms))
+    text += "ENDMDL\n" + _pdb_line(9, "CA", "ALA", 0.0, 0.0, 30.0, "C")  # model 2: ignored
+    path = tmp_path / "m.pdb.gz"
+    with gzip.open(path, "wt") as f:
+        f.write(text)
+    xyz, z = simulate.read_pdb_atoms(str(path))
+    assert z.tolist() == [6, 16] and xyz[:, 0].tolist() == [-10.0, 10.0]
+    vol = simulate.map_from_pdb(str(path), 32, 2.0).astype(np.float64)
+    # centre of mass at (6 * -10 + 16 * 10) / 22 = +4.55 A: rendered at the box centre, so the carbon sits
+    # 14.55 A to the left, the sulfur 5.45 A to the right, with 16/6 of the carbon's density
+    c = 16
+    line = vol[c, c, :]
+    xs = (np.arange(32) - c) * 2.0
+    left, right = line[xs < 0], line[xs >= 0]
+    assert xs[xs < 0][np.argmax(left)] == pytest.approx(-14.55, abs=1.1)
+    assert xs[xs >= 0][np.argmax(right)] == pytest.approx(5.45, abs=1.1)
+    zz, yy, xx = np.indices(vol.shape)
+    com = [(vol * g).sum() / vol.sum() for g in (xx, yy, zz)]
+    assert np.allclose(com, c, atol=0.1)
+    assert vol[:, :, c:].sum() / vol[:, :, :c].sum() == pytest.approx(16 / 6, rel=0.05)
+    with pytest.raises(ValueError, match="m.pdb.gz.*--apix"):
+        simulate.map_from_pdb(str(path), 8, 2.0)  # 29 A model in a 16 A box
+    (tmp_path / "empty.pdb").write_text("REMARK nothing\n")
+    with pytest.raises(ValueError, match="empty.pdb: no ATOM"):
+        simulate.read_pdb_atoms(str(tmp_path / "empty.pdb"))
+    from scipion_abinitrefine import cli
+    from scipion_abinitrefine.engine import io
+
+    assert cli.main(["simulate", "--out", str(tmp_path / "s"), "--n", "5", "--box", "32", "--apix", "2",
+                     "--pdb", str(path)]) == 0
+    truth, apix = io.read_mrc(str(tmp_path / "s" / "truth.mrc"))
+    assert apix == 2.0 and np.allclose(truth, vol)
+    with pytest.raises(SystemExit, match="--pdb: .*empty.pdb"):
+        cli.main(["simulate", "--out", str(tmp_path / "t"), "--n", "5", "--pdb", str(tmp_path / "empty.pdb")])
