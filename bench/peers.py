@@ -59,7 +59,9 @@ def score_relion(res, truth_vol, t, apix):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--shape", nargs="+", default=["demo"])
+    ap.add_argument("--shape", nargs="+", default=["demo"],
+                    help="phantom families or atomic models (.pdb, .pdb.gz), as bench/hard.py")
+    ap.add_argument("--apix", type=float, default=2.0, help="pixel size (A) of the box-64 images")
     ap.add_argument("--snr", type=float, nargs="+", default=[0.01])
     ap.add_argument("--n", type=int, default=10000)
     ap.add_argument("--junk", type=float, default=0.0)
@@ -74,14 +76,15 @@ def main():
         for snr in a.snr:
             for seed in a.seeds:
                 d = tempfile.mkdtemp(prefix="peer_")
-                truth, t = hard.simulate_case(d, shape, a.n, snr, a.junk, seed, a.realistic)
-                res = run_relion(d, a.threads, a.relion_iters, particle_diameter=int(0.85 * 64 * 2.0))
-                r = dict(peer="relion_sgd", shape=shape, n=a.n, snr=snr, junk=a.junk, seed=seed,
+                truth, t = hard.simulate_case(d, shape, a.n, snr, a.junk, seed, a.realistic, apix=a.apix)
+                res = run_relion(d, a.threads, a.relion_iters, particle_diameter=int(0.85 * 64 * a.apix))
+                r = dict(peer="relion_sgd", shape=shape, apix=a.apix, n=a.n, snr=snr, junk=a.junk, seed=seed,
                          iters=a.relion_iters, wall_s=res["wall_s"], cpu_s=res["cpu_s"])
-                r.update(score_relion(res, truth, t, 2.0))
+                r.update(score_relion(res, truth, t, a.apix))
                 with open(a.out, "a") as f:
                     f.write(json.dumps(r) + "\n")
-                print(f"RELION SGD {shape:9s} SNR {snr:<6g} n {a.n} junk {a.junk:.2f} seed {seed}: FSC(truth) 0.5 "
+                print(f"RELION SGD {os.path.basename(shape):9s} SNR {snr:<6g} n {a.n} junk {a.junk:.2f} seed {seed}: "
+                      f"FSC(truth) 0.5 "
                       f"{r['fsc05_A']:.1f} A, 0.143 {r['fsc0143_A']:.1f} A, median err {r['median_err_deg']:.1f} deg, "
                       f"{r['wall_s']:.0f} s wall, {r['cpu_s']:.0f} s CPU", flush=True)
 
