@@ -83,3 +83,19 @@ $PY bench/hard.py --shape compact --snr 0.02 --n 10000 --seeds 2 --params "$P" -
 $PY bench/hard.py --shape demo --snr 0.05 --n 10000 --seeds 4 --params "$P" --out bench/results/grid11.jsonl
 $PY bench/hard.py --shape elongated --snr 0.005 --n 10000 --seeds 3 --params "$P" --out bench/results/grid11.jsonl
 $PY bench/hard.py --shape compact --snr 0.05 --n 10000 --seeds 2 --params "$P" --out bench/results/grid11.jsonl
+# session 12: real structures (bash bench/structures.sh first), the data's limits, RELION on 1tii
+S=bench/structures
+$PY bench/hard.py --shape $S/1tii.pdb --apix 2.5 --snr 0.01 --n 10000 --seeds 0 --params "$P" --out bench/results/real12.jsonl
+$PY bench/hard.py --shape $S/1tii.pdb --apix 2.5 --snr 0.01 --n 10000 --seeds 0 --oracle-only --params "$P" --out bench/results/real12.jsonl
+$PY bench/hard.py --shape $S/1tii.pdb --apix 2.5 --snr 0.01 --n 10000 --seeds 0 --out bench/results/real12.jsonl
+$PY bench/hard.py --shape $S/19hc.pdb.gz --apix 2.5 --snr 0.01 --n 10000 --seeds 0 --params "$P" --out bench/results/real12.jsonl
+$PY bench/hard.py --shape $S/1BD2.pdb.gz --apix 3.5 --snr 0.01 --n 10000 --seeds 0 --params "$P" --out bench/results/real12.jsonl
+for R in 35 20 10 6; do $PY bench/global_search.py --shape $S/1tii.pdb --apix 2.5 --n 4000 --max-res $R; done
+# DIR = the "dir" of the matching row in bench/results/real12.jsonl
+$PY bench/em_passes.py DIR --shape $S/1tii.pdb --apix 2.5 --start truth --passes 2
+$PY bench/em_passes.py DIR --shape $S/1tii.pdb --apix 2.5 --start lowpass:30 --passes 3
+$PY bench/em_passes.py DIR --shape $S/1tii.pdb --apix 2.5 --start job --passes 2
+$PY bench/em_passes.py DIR --shape $S/1tii.pdb --apix 2.5 --start job --passes 1 --max-res 6
+$PY bench/em_passes.py DIR --shape $S/19hc.pdb.gz --apix 2.5 --start truth --passes 2
+$PY bench/orientation_info.py --snr 0.01 --models $S/1tii.pdb:2.5 $S/19hc.pdb.gz:2.5 $S/1a28.pdb.gz:2.5 $S/1BD2.pdb.gz:3.5
+$PY bench/peers.py --shape $S/1tii.pdb --apix 2.5 --snr 0.01 --n 10000 --seeds 0 --relion-iters 25 100 25 --out bench/results/real12_peers.jsonl
