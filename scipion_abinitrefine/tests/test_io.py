@@ -229,6 +229,7 @@ def test_empty_particle_table(tmp_path):
         io.read_star(_write30(tmp_path / "p.star", cols))
 
 
+@pytest.mark.filterwarnings("ignore:Data array contains NaN values")  # the NaN is the test's input
 def test_non_finite_pixel(tmp_path):
     imgs = np.random.default_rng(0).normal(size=(5, 12, 12)).astype(np.float32)
     imgs[3, 4, 5] = np.nan
