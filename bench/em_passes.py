@@ -24,7 +24,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 import numpy as np
-from hard import JOB_PARAMS, add_case_arguments, good_pose_errors, model_from_map, simulate_case
+from hard import JOB_PARAMS, add_case_arguments, good_pose_errors, mark_used, model_from_map, simulate_case
 
 
 def main():
@@ -35,7 +35,9 @@ def main():
     ap.add_argument("--passes", type=int, default=2)
     ap.add_argument("--max-res", type=float, default=10.0)
     a = ap.parse_args()
-    from scipion_abinitrefine.engine import align, fourier, fsc, io, threads
+    from accuracy import truth_metrics
+
+    from scipion_abinitrefine.engine import fourier, io, threads
     from scipion_abinitrefine.engine.job import Job, JobParams
 
     threads.limit(0)
@@ -44,28 +46,19 @@ def main():
     out = io.read_star(os.path.join(a.dir, "out", "particles.star"))
     p = JobParams(**{**JOB_PARAMS, "max_res_A": a.max_res}, n_starts=1, backend="cpu", seed=a.seed)
     job = Job(ps, tempfile.mkdtemp(prefix="empass_"), p, log=None)
-    D = truth.shape[0]
-
-    def score(v):
-        aln = align.align_maps(truth, v, a.apix, max_res_A=15.0, hands=True)
-        c = fsc.fsc_curve(align.transform_map(v, aln), truth, fsc.soft_auto_mask(truth, a.apix))
-        return fsc.resolution_at(c, D, a.apix, 0.5), fsc.resolution_at(c, D, a.apix, 0.143)
-
-    maps = {}
+    if a.start == "job":
+        maps = {name: io.read_mrc(os.path.join(a.dir, "out", f"half_map_{name}.mrc"))[0] for name in "AB"}
+    else:
+        start = truth / t["noise_sigma"]  # the true map in the units of the normalised images
+        if a.start.startswith("lowpass:"):
+            start = fourier.lowpass_volume(start, truth.shape[0] * a.apix / float(a.start[8:]), width=2.0)
+        maps = dict.fromkeys("AB", start)
     for name, h in (("A", 1), ("B", 2)):
-        run = job.runs[name]
-        if a.start == "job":
-            maps[name] = io.read_mrc(os.path.join(a.dir, "out", f"half_map_{name}.mrc"))[0]
-        elif a.start.startswith("lowpass:"):
-            maps[name] = fourier.lowpass_volume(truth / t["noise_sigma"], D * a.apix / float(a.start[8:]), width=2.0)
-        else:
-            maps[name] = truth / t["noise_sigma"]
-        pos = np.searchsorted(run.idx, out.stack_index[out.half == h])
-        run.seen[:] = False
-        run.seen[pos] = True
+        mark_used(job.runs[name], out, h)
     for it in range(a.passes + 1):
-        line = ["start" if it == 0 else f"pass {it}", "FSC(truth) 0.5 / 0.143: %.1f / %.1f A" %
-                score(0.5 * (maps["A"] + maps["B"]))]
+        m = truth_metrics(0.5 * (maps["A"] + maps["B"]), truth, a.apix)
+        line = ["start" if it == 0 else f"pass {it}",
+                f"FSC(truth) 0.5 / 0.143: {m['fsc05_A']:.1f} / {m['fsc0143_A']:.1f} A"]
         if it < a.passes:
             t0 = time.time()
             for name in "AB":

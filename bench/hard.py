@@ -89,14 +89,23 @@ def model_from_map(run, vol, n_noise: int = 300):
 
 def truth_scores(vol, ps, truth_vol, t, apix):
     """FSC of ``vol`` to the truth (aligned, both hands, masked) and the good particles' pose errors."""
-    from scipion_abinitrefine.engine import align, fsc, so3
+    from accuracy import truth_metrics
 
-    aln = align.align_maps(truth_vol, vol, apix, max_res_A=15.0, hands=True)
-    curve = fsc.fsc_curve(align.transform_map(vol, aln), truth_vol, fsc.soft_auto_mask(truth_vol, apix))
-    D = truth_vol.shape[0]
+    from scipion_abinitrefine.engine import so3
+
+    m = truth_metrics(vol, truth_vol, apix)
     err = good_pose_errors(so3.euler_to_matrix(ps.rot, ps.tilt, ps.psi), ps.stack_index, t)
-    return dict(fsc05_A=fsc.resolution_at(curve, D, apix, 0.5), fsc0143_A=fsc.resolution_at(curve, D, apix, 0.143),
+    return dict(fsc05_A=m["fsc05_A"], fsc0143_A=m["fsc0143_A"],
                 median_err_deg=float(np.median(err)), within10=float(np.mean(err < 10)))
+
+
+def mark_used(run, out, half: int) -> np.ndarray:
+    """Mark as seen, in SGD run ``run``, exactly the particles of half-set ``half`` (1 = A, 2 = B) in the
+    job's output particle set ``out``; returns their positions in the run (the after-the-fact scripts)."""
+    pos = np.searchsorted(run.idx, out.stack_index[out.half == half])
+    run.seen[:] = False
+    run.seen[pos] = True
+    return pos
 
 
 def evaluate(out_dir, truth_vol, t, apix):

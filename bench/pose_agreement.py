@@ -18,7 +18,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 import numpy as np
-from hard import JOB_PARAMS, model_from_map
+from hard import JOB_PARAMS, mark_used, model_from_map
 
 
 def main():
@@ -42,10 +42,7 @@ def main():
         run = job.runs[name]
         vol, _ = io.read_mrc(os.path.join(a.dir, "out", f"half_map_{name}.mrc"))
         model_from_map(run, vol)
-        g = out.stack_index[out.half == h]
-        pos = np.searchsorted(run.idx, g)
-        run.seen[:] = False
-        run.seen[pos] = True
+        pos = mark_used(run, out, h)
         run.R[pos] = R_all[out.half == h]
     res = halves.cross_pose_agreement(job.runs["A"], job.runs["B"], seed=a.seed, details=True)
     Q, ang = res.pop("Q"), res.pop("angles_deg")
