@@ -65,15 +65,19 @@ def add_case_arguments(ap, n: int = 10000):
     ap.add_argument("--realistic", action="store_true", help="B 80 A^2, coloured noise, +-20%% scale, 0.5-3 um")
 
 
-def good_pose_errors(R_est, gidx, t) -> np.ndarray:
+def good_pose_errors(R_est, gidx, t, mate=False):
     """Angular errors (deg) of the good (not junk) particles among ``gidx`` (indices into the simulated set,
-    ``R_est`` their estimated matrices) against the truth, after the best global rotation (both hands)."""
+    ``R_est`` their estimated matrices) against the truth, after the best global rotation (both hands).
+    ``mate``: also the errors up to a pseudo-symmetric mate frame (``metrics.pose_errors_with_mate``)."""
     from scipion_abinitrefine.engine import so3
     from scipion_abinitrefine.testing import metrics
 
     good = ~t["junk"][gidx]
     R_true = so3.euler_to_matrix(t["rot"][gidx], t["tilt"][gidx], t["psi"][gidx])
-    return metrics.pose_errors(np.asarray(R_est, np.float64)[good], R_true[good])[0]
+    R_est = np.asarray(R_est, np.float64)[good]
+    if mate:
+        return metrics.pose_errors_with_mate(R_est, R_true[good])
+    return metrics.pose_errors(R_est, R_true[good])[0]
 
 
 def model_from_map(run, vol, n_noise: int = 300):
@@ -94,9 +98,9 @@ def truth_scores(vol, ps, truth_vol, t, apix):
     from scipion_abinitrefine.engine import so3
 
     m = truth_metrics(vol, truth_vol, apix)
-    err = good_pose_errors(so3.euler_to_matrix(ps.rot, ps.tilt, ps.psi), ps.stack_index, t)
-    return dict(fsc05_A=m["fsc05_A"], fsc0143_A=m["fsc0143_A"],
-                median_err_deg=float(np.median(err)), within10=float(np.mean(err < 10)))
+    err, err2 = good_pose_errors(so3.euler_to_matrix(ps.rot, ps.tilt, ps.psi), ps.stack_index, t, mate=True)
+    return dict(fsc05_A=m["fsc05_A"], fsc0143_A=m["fsc0143_A"], median_err_deg=float(np.median(err)),
+                within10=float(np.mean(err < 10)), within10_mate=float(np.mean(err2 < 10)))
 
 
 def mark_used(run, out, half: int) -> np.ndarray:
@@ -159,7 +163,8 @@ def row(r) -> str:
     junk = f"junk P/R {r['junk_precision']:.2f}/{r['junk_recall']:.2f}, " if "junk_recall" in r else ""
     return (f"{os.path.basename(r['shape']):9s} SNR {r['snr']:<6g} n {r['n']:6d} junk {r['junk']:.2f} seed {r['seed']} "
             f"{'oracle' if r['oracle'] else 'random'}: FSC(truth) 0.5 {r['fsc05_A']:.1f} A, 0.143 "
-            f"{r['fsc0143_A']:.1f} A, median err {r['median_err_deg']:.1f} deg, gold-std "
+            f"{r['fsc0143_A']:.1f} A, median err {r['median_err_deg']:.1f} deg, within 10 deg "
+            f"{100 * r['within10']:.1f}% ({100 * r.get('within10_mate', np.nan):.1f}% up to a mate), gold-std "
             f"{r['gold_standard_A']:.1f} A, {r['verdict']}, {junk}"
             f"{r['wall_s']:.0f} s wall, {r['cpu_s']:.0f} s CPU, {r['peak_rss_MiB']:.0f} MiB")
 
