@@ -15,6 +15,7 @@ fixed point of EM: the truth's tells what the data can give, the job's whether m
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -34,6 +35,8 @@ def main():
     ap.add_argument("--start", default="truth", help="truth | lowpass:RES | job")
     ap.add_argument("--passes", type=int, default=2)
     ap.add_argument("--max-res", type=float, default=10.0)
+    ap.add_argument("--params", default="{}", help="JSON of JobParams fields for the passes, e.g. "
+                    "'{\"n_backproject\": 1}'")
     a = ap.parse_args()
     from accuracy import truth_metrics
 
@@ -44,7 +47,8 @@ def main():
     truth, t = simulate_case(None, a.shape, a.n, a.snr, a.junk, a.seed, a.realistic, apix=a.apix, write=False)
     ps = io.read_star(os.path.join(a.dir, "p.star"))
     out = io.read_star(os.path.join(a.dir, "out", "particles.star"))
-    p = JobParams(**{**JOB_PARAMS, "max_res_A": a.max_res}, n_starts=1, backend="cpu", seed=a.seed)
+    p = JobParams(**{**JOB_PARAMS, "max_res_A": a.max_res, **json.loads(a.params)}, n_starts=1, backend="cpu",
+                  seed=a.seed)
     job = Job(ps, tempfile.mkdtemp(prefix="empass_"), p, log=None)
     if a.start == "job":
         maps = {name: io.read_mrc(os.path.join(a.dir, "out", f"half_map_{name}.mrc"))[0] for name in "AB"}

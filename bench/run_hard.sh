@@ -99,3 +99,15 @@ $PY bench/em_passes.py DIR --shape $S/1tii.pdb --apix 2.5 --start job --passes 1
 $PY bench/em_passes.py DIR --shape $S/19hc.pdb.gz --apix 2.5 --start truth --passes 2
 $PY bench/orientation_info.py --snr 0.01 --models $S/1tii.pdb:2.5 $S/19hc.pdb.gz:2.5 $S/1a28.pdb.gz:2.5 $S/1BD2.pdb.gz:3.5
 $PY bench/peers.py --shape $S/1tii.pdb --apix 2.5 --snr 0.01 --n 10000 --seeds 0 --relion-iters 25 100 25 --out bench/results/real12_peers.jsonl
+# session 13: a fourth real structure, the realistic simulator on a real structure, the job's own defaults (to 6 A,
+# 300 final iterations) on 1tii, RELION's local auto-refine from ours and from the truth (issue 11)
+D='{"max_res_A": 6.0, "init_res_A": 35.0, "init_iters": 200, "final_iters": 300, "radius_step": 0.04, "init_minibatch": 90, "final_minibatch": 300, "minibatch_switch_iter": 300, "lr_duration": 100, "align_every": 50}'
+$PY bench/hard.py --shape $S/1a28.pdb.gz --apix 2.5 --snr 0.01 --n 10000 --seeds 0 --params "$P" --out bench/results/real13.jsonl
+$PY bench/hard.py --shape $S/1tii.pdb --apix 2.5 --snr 0.01 --n 10000 --seeds 0 --realistic --params "$P" --out bench/results/real13.jsonl
+$PY bench/hard.py --shape $S/1tii.pdb --apix 2.5 --snr 0.01 --n 10000 --seeds 0 --params "$D" --out bench/results/real13.jsonl
+$PY bench/local_refine.py --n 2000 --snr 0.05 --seed 0 --out bench/results/local_refine13.jsonl
+for R in 30 20 15 12; do $PY bench/em_passes.py DIR --shape $S/1tii.pdb --apix 2.5 --start lowpass:$R --passes 3; done
+$PY bench/em_passes.py DIR --shape $S/1tii.pdb --apix 2.5 --start lowpass:30 --passes 3 --params '{"n_backproject": 1}'
+$PY bench/em_passes.py DIR --shape $S/1tii.pdb --apix 2.5 --start job --passes 2 --params '{"n_backproject": 1}'
+$PY bench/em_passes.py DIR --shape $S/1tii.pdb --apix 2.5 --start lowpass:30 --passes 3 --params '{"n_backproject": 32}'
+$PY bench/em_passes.py DIR --shape $S/1tii.pdb --apix 2.5 --start job --passes 2 --params '{"n_backproject": 32}'
