@@ -26,7 +26,7 @@ from benchutil import git_rev
 JOB_ARGS = "--init-res 35 --max-res 15 --init-iters 40 --fourier-radius-step 0.2 --final-iters 10"
 
 
-def make_stack(d, box, apix, n, unique, snr, seed=0, chunk=1000, phantom_seed=7):
+def make_stack(d, box, apix, n, unique, snr, seed=0, chunk=1000):
     """Write ``d``/particles.mrcs and particles.star (skipped when they exist)."""
     import mrcfile
 
@@ -37,7 +37,7 @@ def make_stack(d, box, apix, n, unique, snr, seed=0, chunk=1000, phantom_seed=7)
     if os.path.exists(star):
         return star
     os.makedirs(d, exist_ok=True)
-    vol = simulate.make_phantom(box, apix, seed=phantom_seed, diameter_A=0.6 * box * apix)
+    vol = simulate.make_phantom(box, apix, seed=7, diameter_A=0.6 * box * apix)
     sig, t = simulate.simulate_particles(vol, unique, apix, snr=snr, seed=seed)
     rng = np.random.default_rng(seed + 1)
     pick = rng.integers(0, unique, n)
@@ -73,8 +73,7 @@ def score_against_truth(d, out, star) -> dict:
     vol, apix = io.read_mrc(os.path.join(out, "map.mrc"))
     m = truth_metrics(vol, truth, apix)
     ps_in, ps_out = io.read_star(star), io.read_star(os.path.join(out, "particles.star"))
-    by_index = {int(i): k for k, i in enumerate(ps_in.stack_index)}
-    k = np.array([by_index[int(i)] for i in ps_out.stack_index])
+    k = ps_out.stack_index  # make_stack writes particle i at stack index i
     err = metrics.pose_errors(so3.euler_to_matrix(ps_out.rot, ps_out.tilt, ps_out.psi),
                               so3.euler_to_matrix(ps_in.rot[k], ps_in.tilt[k], ps_in.psi[k]))[0]
     return dict(fsc05_A=m["fsc05_A"], fsc0143_A=m["fsc0143_A"], median_err_deg=float(np.median(err)),
@@ -108,11 +107,10 @@ def main(argv=None):
     ap.add_argument("--snr", type=float, default=0.05)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--job-args", default=JOB_ARGS)
-    ap.add_argument("--phantom-seed", type=int, default=7)
     ap.add_argument("--out", default="bench/results/big.jsonl")
     a = ap.parse_args(argv)
     t0 = time.time()
-    star = make_stack(a.dir, a.box, a.apix, a.n, a.unique, a.snr, phantom_seed=a.phantom_seed)
+    star = make_stack(a.dir, a.box, a.apix, a.n, a.unique, a.snr)
     t_sim = time.time() - t0
     out = os.path.join(a.dir, "job")
     cmd = [sys.executable, "-m", "scipion_abinitrefine.cli", "run", "--particles", star, "--out", out, "--threads",
