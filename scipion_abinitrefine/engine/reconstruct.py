@@ -17,6 +17,8 @@ FINAL_REGULARISER = 0.01
 # poses whose back-projection weight is at most this fraction of their image's total are not inserted (a
 # change of < 1e-4 of one image in the map; relative, so that an image's overall weight does not matter)
 MIN_INSERT_WEIGHT = 1e-4
+# bytes of one (images x poses x points) complex temporary of the back-projection
+CHUNK_BYTES = 16 << 20
 
 
 def normalise_images(img: np.ndarray, radius_px: float) -> np.ndarray:
@@ -44,31 +46,40 @@ def image_points(data, gidx: np.ndarray, radius_px: float, kx, ky):
 
 def backproject(acc, res, X, C, s2, kx, ky, box: int, pad: int, weights, sym=None) -> np.ndarray:
     """Insert the centred images (weighted by ``weights`` (B, n) over the n poses of ``res``, CTF and 1/s2)
-    and their curvature C^2 / s2 into accumulator ``acc``. Returns the centred images (B, n, m).
+    and their curvature C^2 / s2 into accumulator ``acc``. Returns the images centred at their best pose
+    (B, m).
 
     ``sym``: the point group's matrices (``symmetry.operators``); an image seen at A is also an image of
-    the symmetric map at A S for every S of the group, and is inserted at all of them."""
+    the symmetric map at A S for every S of the group, and is inserted at all of them.
+
+    In chunks of images whose (chunk, n, m) temporaries stay under ``CHUNK_BYTES``: the same insertions in
+    the same order (the same sums), without mapping hundreds of MB afresh per call at box 128+.
+    """
     B, nb, m = len(X), res.R.shape[1], len(kx)
-    ph = fourier.shift_phases(kx, ky, res.t.reshape(-1, 2), box).reshape(B, nb, m)
-    Xc = X[:, None, :] * ph
-    w = weights[:, :, None]
+    step = max(1, CHUNK_BYTES // (8 * nb * m))
+    out = np.empty((B, m), np.complex64)
     inv = (1.0 / s2)[None, None, :]
-    vals = (w * C[:, None, :] * inv * Xc).reshape(-1, m)
-    wts = (w * C[:, None, :] ** 2 * inv).reshape(-1, m)
-    wts = np.broadcast_to(wts, vals.shape)
-    R = res.R.reshape(-1, 3, 3)
-    # poses of negligible posterior weight are left out: once the posterior is sharp (the final pass) the
-    # best pose carries ~all of an image's weight and inserting the other n - 1 was most of the work
     wgt = np.asarray(weights)
-    keep = (wgt > MIN_INSERT_WEIGHT * wgt.sum(axis=1, keepdims=True)).ravel()
-    if not keep.all():
-        R, vals, wts = R[keep], vals[keep], wts[keep]
-    if sym is None or len(sym) == 1:
-        acc.insert(R, kx, ky, pad, vals, wts)
-    else:
-        for S in sym:
-            acc.insert(R @ S.astype(np.float32), kx, ky, pad, vals, wts)
-    return Xc
+    for a in range(0, B, step):
+        b = min(B, a + step)
+        ph = fourier.shift_phases(kx, ky, res.t[a:b].reshape(-1, 2), box).reshape(b - a, nb, m)
+        Xc = X[a:b, None, :] * ph
+        out[a:b] = Xc[:, 0]
+        w = wgt[a:b, :, None]
+        vals = (w * C[a:b, None, :] * inv * Xc).reshape(-1, m)
+        wts = (w * C[a:b, None, :] ** 2 * inv).reshape(-1, m)
+        R = res.R[a:b].reshape(-1, 3, 3)
+        # poses of negligible posterior weight are left out: once the posterior is sharp (the final pass) the
+        # best pose carries ~all of an image's weight and inserting the other n - 1 was most of the work
+        keep = (wgt[a:b] > MIN_INSERT_WEIGHT * wgt[a:b].sum(axis=1, keepdims=True)).ravel()
+        if not keep.all():
+            R, vals, wts = R[keep], vals[keep], wts[keep]
+        if sym is None or len(sym) == 1:
+            acc.insert(R, kx, ky, pad, vals, wts)
+        else:
+            for S in sym:
+                acc.insert(R @ S.astype(np.float32), kx, ky, pad, vals, wts)
+    return out
 
 
 def shell_regulariser(W: np.ndarray, shells: np.ndarray, fraction: float, n_shells: int) -> np.ndarray:

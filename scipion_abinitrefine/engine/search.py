@@ -30,6 +30,8 @@ SCORE_REACH = 2.0
 # Posterior mass outside the beam at level 0 below which no image of a batch needs samples (their weight
 # would be ~0): saves the samples' scoring on easy data, where every posterior is sharp.
 SHARP = 1e-3
+# Bytes of one complex temporary (images x poses x Fourier points) the finer levels may allocate at once.
+FINE_BYTES = 8 << 20
 
 
 def base_rotations() -> np.ndarray:
@@ -209,8 +211,8 @@ class PoseSearch:
         """The search of images X, C (a part of the batch): level 0 in chunks, the finer levels, the samples."""
         be = self.be
         xp = be.xp
-        F, inv_s2, kx, ky, m0, K, M = ctx.F, ctx.inv_s2, ctx.kx, ctx.ky, ctx.m0, ctx.K, ctx.M
-        Rg, shifts, temperature, n_keep = ctx.Rg, ctx.shifts, ctx.T, ctx.n_keep
+        inv_s2, kx, ky, m0, K, M = ctx.inv_s2, ctx.kx, ctx.ky, ctx.m0, ctx.K, ctx.M
+        Rg, shifts, temperature = ctx.Rg, ctx.shifts, ctx.T
         nR = Rg.shape[0]
         S = shifts.shape[0]
         B = X.shape[0]
@@ -254,8 +256,27 @@ class PoseSearch:
                 top0[a:b] = top
                 outside0[a:b] = 1.0 - xp.take_along_axis(pf, top, 1).sum(axis=1) / zr[:, 0]
                 samp[a:b], logp_samp[a:b] = draw_poses(xp, pf.reshape(b - a, S, -1), pr, be.asarray(U[a:b]))
-        step, sstep = self.step0, ctx.s_step
+        # the finer levels per sub-chunk of images: each image's poses depend on its own values only, and
+        # their temporaries (B x beam x children x points) are bounded (``FINE_BYTES``) instead of growing
+        # with the batch; freshly mapped arrays of 100+ MB per call cost as much system time (the kernel
+        # zeroing their pages) as the arithmetic at box 128
+        need = bool(M) and float(outside0.max()) > SHARP  # else every posterior is inside its beam
+        m_fine = fourier.n_points_within(kx, ky, ctx.r)
+        nf = max(1, int(FINE_BYTES // (64 * max(K, ctx.n_keep + M) * max(m_fine, 1))))
+        fin = [self._fine(ctx, X[a:b], C[a:b], parR[a:b], part[a:b],
+                          (top0[a:b], outside0[a:b], samp[a:b], logp_samp[a:b]) if need else None)
+               for a, b in ((a, min(B, a + nf)) for a in range(0, B, nf))]
+        Rk, tk, w, llb = (xp.concatenate(v) for v in zip(*fin))
+        ll0 = np.concatenate(ll0_all) if ll0_all is not None else None
+        return Rk, tk, w, ess, llb, evidence, ll0
+
+    def _fine(self, ctx, X, C, parR, part, samples):
+        """The finer levels, the kept poses' weights and (``samples``: level 0's beam, outside mass and
+        draws) the sampled poses, for images X, C whose level-0 beam is parR, part."""
+        xp = self.be.xp
+        F, inv_s2, kx, ky, K, n_keep, temperature = ctx.F, ctx.inv_s2, ctx.kx, ctx.ky, ctx.K, ctx.n_keep, ctx.T
         radii = ctx.radii
+        step, sstep = self.step0, ctx.s_step
         ll = None
         for lev in range(1, len(radii)):
             parR, part, ll = self._refine(F, X, C, inv_s2, kx, ky, radii[lev], parR, part, step, sstep,
@@ -268,9 +289,10 @@ class PoseSearch:
         w = w[:, :n_keep]
         w /= w.sum(axis=1, keepdims=True)
         Rk, tk = parR[:, :n_keep], part[:, :n_keep]
-        if M and float(outside0.max()) > SHARP:  # else every posterior is inside its beam: nothing to add
-            Rs, ts, ws, alpha = self._outside_mass(F, X, C, inv_s2, kx, ky, ctx.r, temperature, Rg, shifts,
-                                                   top0, samp, logp_samp)
+        if samples is not None:
+            top0, outside0, samp, logp_samp = samples
+            Rs, ts, ws, alpha = self._outside_mass(F, X, C, inv_s2, kx, ky, ctx.r, temperature, ctx.Rg,
+                                                   ctx.shifts, top0, samp, logp_samp)
             # an image whose posterior is inside its beam gets no samples, as when its whole part has
             # none (search() pads such parts): the result does not depend on which images share a part
             sharp = outside0 <= SHARP
@@ -281,8 +303,7 @@ class PoseSearch:
             Rk = xp.concatenate([Rk, Rs], axis=1)
             tk = xp.concatenate([tk, ts], axis=1)
             w = xp.concatenate([w * (1.0 - alpha)[:, None], ws], axis=1)
-        ll0 = np.concatenate(ll0_all) if ll0_all is not None else None
-        return Rk, tk, w, ess, ll[:, 0], evidence, ll0
+        return Rk, tk, w, ll[:, 0]
 
     def _outside_mass(self, F, X, C, inv_s2, kx, ky, r, T, Rg, shifts, top0, samp, logp_samp):
         """Posterior mass outside the beam, and the sampled poses that carry it.

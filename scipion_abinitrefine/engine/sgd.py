@@ -236,7 +236,7 @@ class SGDRun:
         # noise update from the residuals at the best pose at radius r
         Pbest = self.be.to_host(self.be.extract_slices(G, res.R[:, 0], kx, ky, self.p.pad))
         self.s2_shell, self.s2_count = updated_noise(self.s2_shell, self.s2_count, self.shell,
-                                                     np.abs(Xc[:, 0] - C * Pbest) ** 2, m)
+                                                     np.abs(Xc - C * Pbest) ** 2, m)
         lr = self.lr_at(it)
         self._apply_update(Bv, Wv, lr, r)
         t2 = time.time()
