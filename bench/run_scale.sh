@@ -14,3 +14,9 @@ $PY bench/scale.py --boxes 64 256 --res 35 --iters 3 --out bench/results/scale.j
 $PY bench/cost_model.py bench/results/scale.jsonl
 # session 13: a box-128 job end to end (20,000 particles, 1.3 A/px, SNR 0.02, to 3.5 A = 2.7 px)
 $PY bench/big.py --dir /tmp/big128 --box 128 --apix 1.3 --n 20000 --unique 20000 --snr 0.02 --job-args "--init-res 35 --max-res 3.5 --init-iters 100 --fourier-radius-step 0.2 --final-iters 20" --out bench/results/big128.jsonl
+# session 14: system time at box 128 (2,000 particles of the box-128 stack above), before and after chunking
+A="--particles /tmp/big128/particles.star --threads 2 --num-particles 2000 --init-res 35 --max-res 3.5 --init-iters 20 --fourier-radius-step 1.0 --final-iters 10 --starts 1 --init-minibatch 90 --final-minibatch 300 --minibatch-switch 20"
+perf record -F 199 -g -o /tmp/perf.data -- /usr/bin/time -v .venv/bin/abinitrefine run $A --out /tmp/sys128
+perf report -i /tmp/perf.data --no-children --sort sym --stdio | head -60
+bash bench/demo_time.sh 67d2580 bench/results/demo_67d2580.json
+bash bench/demo_time.sh 70cd241 bench/results/demo_70cd241.json
