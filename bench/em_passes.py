@@ -35,6 +35,10 @@ def main():
     ap.add_argument("--start", default="truth", help="truth | lowpass:RES | job")
     ap.add_argument("--passes", type=int, default=2)
     ap.add_argument("--max-res", type=float, default=10.0)
+    ap.add_argument("--filter", default="none", choices=["none", "fsc"],
+                    help="between passes: none (each half's reconstruction as it is) or fsc (each half-map's "
+                    "shells multiplied by the two halves' FSC there, clipped to [0, 1]: the Wiener filter of a "
+                    "half whose SSNR the FSC gives, as a gold-standard refinement's reference is filtered)")
     ap.add_argument("--params", default="{}", help="JSON of JobParams fields for the passes, e.g. "
                     "'{\"n_backproject\": 1}'")
     a = ap.parse_args()
@@ -74,7 +78,21 @@ def main():
                 line.append(f"then {name}: median error {np.median(err):.0f} deg, "
                             f"within 10 deg {np.mean(err < 10):.2f}")
             line.append(f"({time.time() - t0:.0f} s)")
+        if a.filter == "fsc" and it < a.passes:
+            maps = fsc_filtered(maps)
+            line.append("(FSC-filtered)")
         print(", ".join(line), flush=True)
+
+
+def fsc_filtered(maps: dict) -> dict:
+    """Each half-map with its Fourier shells multiplied by clip(FSC(A, B), 0, 1)."""
+    from scipion_abinitrefine.engine import fourier, fsc
+
+    f = np.clip(fsc.fsc_curve(maps["A"], maps["B"]), 0.0, 1.0)
+    D = maps["A"].shape[0]
+    sh = np.minimum(np.rint(fourier.radial_index((D,) * 3)).astype(np.int64), len(f) - 1)
+    w = np.where(np.rint(fourier.radial_index((D,) * 3)) < len(f), f[sh], 0.0)
+    return {k: fourier.ift3c(fourier.ft3c(v) * w).real.astype(np.float32) for k, v in maps.items()}
 
 
 if __name__ == "__main__":
