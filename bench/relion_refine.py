@@ -36,6 +36,8 @@ def main():
     ap.add_argument("--diameter", type=float, default=None, help="RELION's mask diameter (A); default 0.85 box")
     ap.add_argument("--ranks", type=int, default=3, help="MPI ranks (auto-refine needs >= 3)")
     ap.add_argument("--dir", default=None, help="a case directory simulated before (p.star, p.mrcs) to reuse")
+    ap.add_argument("--score-iteration", type=int, default=None,
+                    help="only score iteration N of a RELION run already in --dir (one still running or stopped)")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "relion_refine.jsonl"))
     a = ap.parse_args()
     if not relion.available():
@@ -43,6 +45,10 @@ def main():
     d = a.dir or tempfile.mkdtemp(prefix="relion_refine_")
     write = not os.path.exists(os.path.join(d, "p.star"))
     truth, t = hard.simulate_case(d, a.shape, a.n, a.snr, a.junk, a.seed, a.realistic, apix=a.apix, write=write)
+    if a.score_iteration is not None:
+        row = score_iteration(d, a.score_iteration, truth, t, a.apix)
+        print(json.dumps(row))
+        return
     io.write_mrc(os.path.join(d, "truth.mrc"), truth.astype(np.float32), a.apix)
     diameter = a.diameter or 0.85 * truth.shape[0] * a.apix
     run = relion.run_auto_refine(d, "p.star", "truth.mrc", diameter, a.ini_high, a.ranks, local=False)
@@ -65,6 +71,16 @@ def main():
           f"{s['fsc0143_A']:.1f} A, median error {s['median_err_deg']:.1f} deg, within 10 deg "
           f"{100 * s['within10']:.1f}% ({100 * s['within10_mate']:.1f}% with mates); its own resolution "
           f"{row['relion_own_resolution_A']:.2f} A; {row['cpu_s']:.0f} CPU-s ({row['wall_s']:.0f} s wall)")
+
+
+def score_iteration(d, it, truth, t, apix) -> dict:
+    """Scores of RELION's iteration ``it`` (its two half-maps averaged, its poses) against the truth."""
+    rel = relion.read_relative(os.path.join(d, "relion", f"run_it{it:03d}_data.star"), d)
+    h = [io.read_mrc(os.path.join(d, "relion", f"run_it{it:03d}_half{k}_class001.mrc"))[0] for k in (1, 2)]
+    with open(os.path.join(d, "relion", f"run_it{it:03d}_half1_model.star")) as f:
+        own = next(float(ln.split()[1]) for ln in f if ln.startswith("_rlnCurrentResolution"))
+    return dict(iteration=it, relion_own_resolution_A=own, **hard.truth_scores(0.5 * (h[0] + h[1]), rel, truth, t,
+                                                                               apix))
 
 
 if __name__ == "__main__":

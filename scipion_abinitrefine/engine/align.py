@@ -38,6 +38,7 @@ from scipy import ndimage
 
 from . import fourier, so3
 from . import kernels_common as kc
+from .jitcache import CACHE
 
 MIRROR = np.diag([1.0, 1.0, -1.0])
 
@@ -118,7 +119,7 @@ def transform_poses(A, origins_A, aln: MapAlignment, apix: float) -> tuple[np.nd
 # ------------------------------------------------------------------------------------ search
 
 
-@njit(parallel=True, fastmath=True)
+@njit(parallel=True, fastmath=True, cache=CACHE)
 def _rotated_samples_kernel(Fv, B, k, pad, out):
     """out[r, j] = F(B_r k_j): trilinear samples of a padded centred transform at rotated 3D points."""
     c = float32(Fv.shape[0] // 2)

@@ -16,13 +16,14 @@ import numpy as np
 from numba import float32, int32, njit, prange
 
 from . import kernels_common as kc
+from .jitcache import CACHE
 
 _rotated_coords = njit(kc.rotated_coords, inline="always")
 _sample = njit(kc.sample_trilinear, inline="always")
 _corner_weight = njit(kc.corner_weight, inline="always")
 
 
-@njit(parallel=True, fastmath=True)  # no cache: numba would not see edits to kernels_common
+@njit(parallel=True, fastmath=True, cache=CACHE)
 def extract_slices_kernel(Fv, R, kx, ky, pad, out):
     n = R.shape[0]
     m = kx.shape[0]
@@ -62,7 +63,7 @@ def _splat_slab(Bv, Wv, x, y, z, re, im, w, lo, hi):
         Wv[zi, yi, xi] += cw * w
 
 
-@njit(parallel=True, fastmath=True)
+@njit(parallel=True, fastmath=True, cache=CACHE)
 def plane_counts(R, kx, ky, pad, Dp, T):
     """Number of splats (points and their Friedel mates) whose lower z-plane is each plane of the grid."""
     n = R.shape[0]
@@ -83,7 +84,7 @@ def plane_counts(R, kx, ky, pad, Dp, T):
     return H.sum(axis=0)
 
 
-@njit(parallel=True, fastmath=True)  # no cache: numba would not see edits to kernels_common
+@njit(parallel=True, fastmath=True, cache=CACHE)
 def insert_slices_kernel(Bv, Wv, R, kx, ky, pad, vals, wts, bounds):
     """Accumulate slices into Bv (Dp,Dp,Dp, 2) and Wv (Dp,Dp,Dp), in parallel over slabs of z-planes: slab t
     is planes bounds[t] <= z < bounds[t + 1].
