@@ -111,3 +111,9 @@ $PY bench/em_passes.py DIR --shape $S/1tii.pdb --apix 2.5 --start lowpass:30 --p
 $PY bench/em_passes.py DIR --shape $S/1tii.pdb --apix 2.5 --start job --passes 2 --params '{"n_backproject": 1}'
 $PY bench/em_passes.py DIR --shape $S/1tii.pdb --apix 2.5 --start lowpass:30 --passes 3 --params '{"n_backproject": 32}'
 $PY bench/em_passes.py DIR --shape $S/1tii.pdb --apix 2.5 --start job --passes 2 --params '{"n_backproject": 32}'
+# session 14: FSC-filtered references between EM passes, RELION's global auto-refine from the truth at 30 A
+# (stopped before its first iteration ended), second seeds on real structures
+$PY bench/em_passes.py DIR --shape $S/1tii.pdb --apix 2.5 --start lowpass:30 --passes 4 --filter fsc
+$PY bench/relion_refine.py --shape $S/1tii.pdb --apix 2.5 --n 10000 --snr 0.01 --seed 0 --ini-high 30 --dir DIR2 --out bench/results/relion_refine14.jsonl
+$PY bench/hard.py --shape $S/1tii.pdb --apix 2.5 --snr 0.01 --n 10000 --seeds 1 --params "$P" --out bench/results/real14.jsonl
+$PY bench/hard.py --shape $S/19hc.pdb.gz --apix 2.5 --snr 0.01 --n 10000 --seeds 1 --params "$P" --out bench/results/real14.jsonl
