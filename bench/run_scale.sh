@@ -20,3 +20,8 @@ perf record -F 199 -g -o /tmp/perf.data -- /usr/bin/time -v .venv/bin/abinitrefi
 perf report -i /tmp/perf.data --no-children --sort sym --stdio | head -60
 bash bench/demo_time.sh 67d2580 bench/results/demo_67d2580.json
 bash bench/demo_time.sh 70cd241 bench/results/demo_70cd241.json
+# session 14: the kernel cache (empty, then filled) and the halves side by side
+rm -rf ~/.cache/scipion-abinitrefine
+bash bench/demo_time.sh 77b6e4a /tmp/demo_cold.json
+bash bench/demo_time.sh 77b6e4a /tmp/demo_warm.json
+ABINITREFINE_SIDE_BY_SIDE=1 bash bench/demo_time.sh 77b6e4a /tmp/demo_sbs.json
