@@ -89,9 +89,8 @@ def fsc_filtered(maps: dict) -> dict:
     from scipion_abinitrefine.engine import fourier, fsc
 
     f = np.clip(fsc.fsc_curve(maps["A"], maps["B"]), 0.0, 1.0)
-    D = maps["A"].shape[0]
-    sh = np.minimum(np.rint(fourier.radial_index((D,) * 3)).astype(np.int64), len(f) - 1)
-    w = np.where(np.rint(fourier.radial_index((D,) * 3)) < len(f), f[sh], 0.0)
+    sh = np.rint(fourier.radial_index(maps["A"].shape)).astype(np.int64)
+    w = np.where(sh < len(f), f[np.minimum(sh, len(f) - 1)], 0.0)  # corners beyond Nyquist: 0
     return {k: fourier.ift3c(fourier.ft3c(v) * w).real.astype(np.float32) for k, v in maps.items()}
 
 

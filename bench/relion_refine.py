@@ -60,9 +60,7 @@ def main():
                realistic=a.realistic, ini_high_A=a.ini_high, dir=d, **run)
     row["final_map"] = hard.truth_scores(vol, rel, truth, t, a.apix)
     row["unfiltered_halves"] = hard.truth_scores(0.5 * (h1 + h2), rel, truth, t, a.apix)
-    with open(os.path.join(d, "relion", "run_model.star")) as f:
-        row["relion_own_resolution_A"] = next(float(ln.split()[1]) for ln in f
-                                              if ln.startswith("_rlnCurrentResolution"))
+    row["relion_own_resolution_A"] = relion.own_resolution(os.path.join(d, "relion", "run_model.star"))
     os.makedirs(os.path.dirname(a.out), exist_ok=True)
     with open(a.out, "a") as f:
         f.write(json.dumps(row) + "\n")
@@ -77,8 +75,7 @@ def score_iteration(d, it, truth, t, apix) -> dict:
     """Scores of RELION's iteration ``it`` (its two half-maps averaged, its poses) against the truth."""
     rel = relion.read_relative(os.path.join(d, "relion", f"run_it{it:03d}_data.star"), d)
     h = [io.read_mrc(os.path.join(d, "relion", f"run_it{it:03d}_half{k}_class001.mrc"))[0] for k in (1, 2)]
-    with open(os.path.join(d, "relion", f"run_it{it:03d}_half1_model.star")) as f:
-        own = next(float(ln.split()[1]) for ln in f if ln.startswith("_rlnCurrentResolution"))
+    own = relion.own_resolution(os.path.join(d, "relion", f"run_it{it:03d}_half1_model.star"))
     return dict(iteration=it, relion_own_resolution_A=own, **hard.truth_scores(0.5 * (h[0] + h[1]), rel, truth, t,
                                                                                apix))
 

@@ -70,6 +70,16 @@ def read_relative(star: str, cwd: str):
         os.chdir(here)
 
 
+def own_resolution(model_star: str) -> float | None:
+    """RELION's own resolution estimate (A) in a ``*_model.star`` (``_rlnCurrentResolution``), or None."""
+    own = None
+    with open(model_star) as f:
+        for line in f:
+            if line.startswith("_rlnCurrentResolution"):
+                own = float(line.split()[1])
+    return own
+
+
 def compare(job_dir: str, apix: float, truth: dict | None = None) -> dict:
     """RELION's local refinement against ours: median pose change (deg; 90th percentile), origin change (A),
     whether every particle kept its half-set, the gold-standard resolution of RELION's half-maps by this
@@ -90,10 +100,9 @@ def compare(job_dir: str, apix: float, truth: dict | None = None) -> dict:
                                                                rel.origin_y - ours.origin_y[idx]))),
                half_kept=bool(np.all(rel.half == ours.half[idx])),
                relion_gold_standard_A=float(fsc.gold_standard_fsc(h1, h2, apix)["resolution"]))
-    with open(os.path.join(job_dir, "relion", "run_model.star")) as f:
-        for line in f:
-            if line.startswith("_rlnCurrentResolution"):
-                out["relion_own_resolution_A"] = float(line.split()[1])
+    own = own_resolution(os.path.join(job_dir, "relion", "run_model.star"))
+    if own is not None:
+        out["relion_own_resolution_A"] = own
     if truth is not None:
         R_true = so3.euler_to_matrix(truth["rot"], truth["tilt"], truth["psi"])[rel.stack_index]
         out["err_ours_deg"] = float(np.median(pose_errors(R_ours, R_true)[0]))
