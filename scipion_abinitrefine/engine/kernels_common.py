@@ -4,7 +4,6 @@
 Volumes are padded centred Fourier transforms stored as float32 views ``(Dp, Dp, Dp, 2)`` (re, im) of a
 complex64 array; a frequency vector q (index units of the unpadded box) sits at ``q * pad + Dp // 2``.
 """
-import math
 
 from numba import float32, int32
 
@@ -20,28 +19,37 @@ def rotated_coords(R, r, kx, ky, pad, c):
 def sample_trilinear(Fv, x, y, z):
     """Trilinear interpolation of the complex volume at (x, y, z); zero outside the grid."""
     n = Fv.shape[0]
-    x0 = int32(math.floor(x))
-    y0 = int32(math.floor(y))
-    z0 = int32(math.floor(z))
-    if x0 < 0 or y0 < 0 or z0 < 0 or x0 + 1 >= n or y0 + 1 >= n or z0 + 1 >= n:
+    # Sign test, then truncation: the same corner as floor() wherever the point is inside, without the
+    # floor call (a libm call on the CPU: a fifth of this function's time at box 128).
+    if x < float32(0.0) or y < float32(0.0) or z < float32(0.0):
         return float32(0.0), float32(0.0)
+    x0 = int32(x)
+    y0 = int32(y)
+    z0 = int32(z)
+    if x0 + 1 >= n or y0 + 1 >= n or z0 + 1 >= n:
+        return float32(0.0), float32(0.0)
+    x1 = x0 + 1
+    y1 = y0 + 1
+    z1 = z0 + 1
     fx = x - float32(x0)  # float32 - float32: mixing int32 and float32 would promote to float64
     fy = y - float32(y0)
     fz = z - float32(z0)
     gx = float32(1.0) - fx
     gy = float32(1.0) - fy
     gz = float32(1.0) - fz
-    re = float32(0.0)
-    im = float32(0.0)
-    for dz in range(2):
-        wz = fz if dz == 1 else gz
-        for dy in range(2):
-            wy = fy if dy == 1 else gy
-            for dx in range(2):
-                wx = fx if dx == 1 else gx
-                w = wz * wy * wx
-                re += w * Fv[z0 + dz, y0 + dy, x0 + dx, 0]
-                im += w * Fv[z0 + dz, y0 + dy, x0 + dx, 1]
+    # separable: along x first (the two x corners are neighbours in memory), then y, then z
+    w00 = gz * gy
+    w01 = gz * fy
+    w10 = fz * gy
+    w11 = fz * fy
+    re = (w00 * (gx * Fv[z0, y0, x0, 0] + fx * Fv[z0, y0, x1, 0])
+          + w01 * (gx * Fv[z0, y1, x0, 0] + fx * Fv[z0, y1, x1, 0])
+          + w10 * (gx * Fv[z1, y0, x0, 0] + fx * Fv[z1, y0, x1, 0])
+          + w11 * (gx * Fv[z1, y1, x0, 0] + fx * Fv[z1, y1, x1, 0]))
+    im = (w00 * (gx * Fv[z0, y0, x0, 1] + fx * Fv[z0, y0, x1, 1])
+          + w01 * (gx * Fv[z0, y1, x0, 1] + fx * Fv[z0, y1, x1, 1])
+          + w10 * (gx * Fv[z1, y0, x0, 1] + fx * Fv[z1, y0, x1, 1])
+          + w11 * (gx * Fv[z1, y1, x0, 1] + fx * Fv[z1, y1, x1, 1]))
     return re, im
 
 
