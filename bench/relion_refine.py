@@ -35,6 +35,9 @@ def main():
     ap.add_argument("--ini-high", type=float, default=30.0, help="low-pass of the true map RELION starts from (A)")
     ap.add_argument("--diameter", type=float, default=None, help="RELION's mask diameter (A); default 0.85 box")
     ap.add_argument("--ranks", type=int, default=3, help="MPI ranks (auto-refine needs >= 3)")
+    ap.add_argument("--offset-range", type=float, default=5,
+                    help="global search offsets (px): the simulator's shifts are within 0.04 box (2.6 px at box 64)")
+    ap.add_argument("--max-iter", type=int, default=None, help="stop RELION after this many iterations")
     ap.add_argument("--dir", default=None, help="a case directory simulated before (p.star, p.mrcs) to reuse")
     ap.add_argument("--score-iteration", type=int, default=None,
                     help="only score iteration N of a RELION run already in --dir (one still running or stopped)")
@@ -51,7 +54,18 @@ def main():
         return
     io.write_mrc(os.path.join(d, "truth.mrc"), truth.astype(np.float32), a.apix)
     diameter = a.diameter or 0.85 * truth.shape[0] * a.apix
-    run = relion.run_auto_refine(d, "p.star", "truth.mrc", diameter, a.ini_high, a.ranks, local=False)
+    run = relion.run_auto_refine(d, "p.star", "truth.mrc", diameter, a.ini_high, a.ranks, local=False,
+                                 offset_range=a.offset_range, max_iter=a.max_iter)
+    if not os.path.exists(os.path.join(d, "relion", "run_data.star")):  # stopped by --max-iter, not converged
+        last = max(int(f[6:9]) for f in os.listdir(os.path.join(d, "relion")) if f.endswith("_data.star")
+                   and f.startswith("run_it"))
+        row = dict(rev=git_rev(), shape=a.shape, apix=a.apix, snr=a.snr, n=a.n, seed=a.seed, ini_high_A=a.ini_high,
+                   dir=d, converged=False, **run, **score_iteration(d, last, truth, t, a.apix))
+        os.makedirs(os.path.dirname(a.out), exist_ok=True)
+        with open(a.out, "a") as f:
+            f.write(json.dumps(row) + "\n")
+        print(json.dumps(row))
+        return
     rel = relion.read_relative(os.path.join(d, "relion", "run_data.star"), d)
     vol, _ = io.read_mrc(os.path.join(d, "relion", "run_class001.mrc"))
     h1, _ = io.read_mrc(os.path.join(d, "relion", "run_half1_class001_unfil.mrc"))

@@ -117,3 +117,5 @@ $PY bench/em_passes.py DIR --shape $S/1tii.pdb --apix 2.5 --start lowpass:30 --p
 $PY bench/relion_refine.py --shape $S/1tii.pdb --apix 2.5 --n 10000 --snr 0.01 --seed 0 --ini-high 30 --dir DIR2 --out bench/results/relion_refine14.jsonl
 $PY bench/hard.py --shape $S/1tii.pdb --apix 2.5 --snr 0.01 --n 10000 --seeds 1 --params "$P" --out bench/results/real14.jsonl
 $PY bench/hard.py --shape $S/19hc.pdb.gz --apix 2.5 --snr 0.01 --n 10000 --seeds 1 --params "$P" --out bench/results/real14.jsonl
+# session 15: a fifth structure, the CFTR cryo-EM model 6MSM (elongated, asymmetric)
+$PY bench/hard.py --shape $S/6msm.pdb --apix 3.0 --snr 0.01 --n 10000 --seeds 0 --params "$P" --out bench/results/real15.jsonl

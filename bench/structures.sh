@@ -5,6 +5,7 @@
 #   19hc  nine-haem cytochrome c, the two copies of its crystal unit (~65 kDa, 18 haems)             MDAnalysisTests
 #   1a28  progesterone receptor ligand-binding domain dimer, ~55 kDa (pseudo 2-fold)                MDAnalysisTests
 #   1BD2  T-cell receptor bound to a peptide-MHC, ~95 kDa, elongated                                MDAnalysisTests
+#   6msm  human CFTR, the atomic model of a cryo-EM map (1,200 residues, 132 A long, asymmetric)   MDAnalysisTests
 # Usage: bash bench/structures.sh; then bench/hard.py --shape bench/structures/1tii.pdb --apix 2.5 ...
 set -eu
 cd "$(dirname "$0")"
@@ -17,4 +18,5 @@ cp "$tmp"/pymol/usr/share/pymol/data/demo/1tii.pdb structures/
 tar -xzf "$tmp"/mdanalysistests-2.11.0.tar.gz -C "$tmp"
 d="$tmp"/mdanalysistests-2.11.0/MDAnalysisTests/data
 cp "$d"/19hc.pdb.gz "$d"/1a28.pdb.gz "$d"/mmcif/1BD2.pdb.gz structures/
+bzcat "$d"/6msm.pdb.bz2 > structures/6msm.pdb
 ls -l structures

@@ -35,20 +35,22 @@ def run_local_refine(job_dir: str, diameter_A: float, ini_high_A: float, ranks: 
 
 
 def run_auto_refine(job_dir: str, star: str, ref: str, diameter_A: float, ini_high_A: float, ranks: int = 3,
-                    local: bool = False) -> dict:
+                    local: bool = False, offset_range: float = 5, max_iter: int | None = None) -> dict:
     """3D auto-refine of ``star`` from ``ref`` (paths relative to ``job_dir``) into ``job_dir/relion``.
     ``local``: local searches from the first iteration around the star's poses (as above); else RELION's
     standard global refinement: healpix order 2 (7.5 deg) over the whole sphere, offsets +-5 px, local
-    searches from order 4 on, as a user refining from a low-resolution model runs it."""
+    searches from order 4 on, as a user refining from a low-resolution model runs it. ``offset_range``: the
+    global search's offsets (px; RELION's cost grows with their number, ~pi r^2); ``max_iter``: stop after that
+    many iterations (``--iter``) if not converged before."""
     search = (["--healpix_order", "4", "--sigma_ang", "2", "--offset_range", "3"] if local else
-              ["--healpix_order", "2", "--offset_range", "5"])
+              ["--healpix_order", "2", "--offset_range", f"{offset_range:g}"])
     cmd = ["mpirun", "--oversubscribe", "-np", str(ranks), "relion_refine_mpi", "--o", "relion/run",
            "--auto_refine", "--split_random_halves", "--i", star, "--ref", ref,
            "--ini_high", str(ini_high_A), "--ctf", "--particle_diameter", str(diameter_A), "--flatten_solvent",
            "--zero_mask", "--oversampling", "1", *search, "--auto_local_healpix_order", "4",
            "--offset_step", "1", "--sym", "C1",
            "--low_resol_join_halves", "40", "--norm", "--scale", "--pad", "2", "--j", "1", "--pool", "10",
-           "--dont_combine_weights_via_disc"]
+           "--dont_combine_weights_via_disc"] + (["--iter", str(max_iter)] if max_iter else [])
     os.makedirs(os.path.join(job_dir, "relion"), exist_ok=True)
     c0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.time()
