@@ -25,3 +25,10 @@ rm -rf ~/.cache/scipion-abinitrefine
 bash bench/demo_time.sh 77b6e4a /tmp/demo_cold.json
 bash bench/demo_time.sh 77b6e4a /tmp/demo_warm.json
 ABINITREFINE_SIDE_BY_SIDE=1 bash bench/demo_time.sh 77b6e4a /tmp/demo_sbs.json
+# session 15: the box-128 job again after the sampling and insertion-order changes (e12fffe), and the demo in
+# turn and side by side, twice each (2ef43fe)
+/usr/bin/time -v .venv/bin/abinitrefine run $A --out /tmp/sys128
+bash bench/demo_time.sh 2ef43fe /tmp/demo_inturn.json
+ABINITREFINE_SIDE_BY_SIDE=1 bash bench/demo_time.sh 2ef43fe /tmp/demo_sbs.json
+ABINITREFINE_SIDE_BY_SIDE=1 bash bench/demo_time.sh 2ef43fe /tmp/demo_sbs2.json
+bash bench/demo_time.sh 2ef43fe /tmp/demo_inturn2.json
