@@ -126,6 +126,54 @@ def insert_slices_kernel(Bv, Wv, R, kx, ky, pad, vals, wts, bounds):
                 _splat_slab(Bv, Wv, c2 - x, c2 - y, c2 - z, re, -im, w, lo, hi)
 
 
+@njit(inline="always")
+def _shell(z, y, x, c, pad, D):
+    """Shell of padded voxel (z, y, x): rint(|k| / pad) capped at D, as ``fourier.radial_index`` computes it."""
+    d = math.sqrt(float((z - c) * (z - c)) + float((y - c) * (y - c)) + float((x - c) * (x - c))) / pad
+    return min(int(np.rint(d)), D)
+
+
+@njit(parallel=True, cache=CACHE)
+def curvature_shell_sums(H, Wv, decay, pad, D):
+    """H <- decay * H + Wv in place; per z-plane sums of H and counts of H > 0 in each shell (float64
+    (Dp, D + 1) each: summed over planes in order afterwards, so the result does not depend on the threads)."""
+    Dp = H.shape[0]
+    c = Dp // 2
+    wsum = np.zeros((Dp, D + 1))
+    wcnt = np.zeros((Dp, D + 1))
+    for z in prange(Dp):
+        for y in range(Dp):
+            for x in range(Dp):
+                h = H[z, y, x] * decay + Wv[z, y, x]
+                H[z, y, x] = h
+                if h != 0.0:
+                    s = _shell(z, y, x, c, pad, D)
+                    wsum[z, s] += h
+                    if h > 0.0:
+                        wcnt[z, s] += 1.0
+    return wsum, wcnt
+
+
+@njit(parallel=True, cache=CACHE)
+def preconditioned_step(Gv, Bv, Wv, H, lam, pad, D):
+    """G <- G + (B - W G) / (H + lambda(shell) + 1e-30) where H > 0 (complex volumes as float32 views)."""
+    Dp = H.shape[0]
+    c = Dp // 2
+    tiny = float32(1e-30)
+    for z in prange(Dp):
+        for y in range(Dp):
+            for x in range(Dp):
+                h = H[z, y, x]
+                if h > 0.0:
+                    # times the reciprocal, as numpy divides a complex64 by a real (the same bits)
+                    inv = float32(1.0) / (h + lam[_shell(z, y, x, c, pad, D)] + tiny)
+                    w = Wv[z, y, x]
+                    gr = Gv[z, y, x, 0]
+                    gi = Gv[z, y, x, 1]
+                    Gv[z, y, x, 0] = gr + (Bv[z, y, x, 0] - w * gr) * inv
+                    Gv[z, y, x, 1] = gi + (Bv[z, y, x, 1] - w * gi) * inv
+
+
 def slab_bounds(counts: np.ndarray, T: int) -> np.ndarray:
     """Boundaries of T slabs of z-planes holding about equal numbers of splats (int64, T + 1, from 0 to Dp)."""
     Dp = len(counts)

@@ -6,7 +6,7 @@ import functools
 
 import numpy as np
 
-from . import fourier
+from . import fourier, kernels_cpu
 from .ctf import ctf_at
 
 # Regulariser lambda = this fraction of the shell's mean curvature (over voxels that have any): scale-free.
@@ -97,6 +97,17 @@ def view_order(R: np.ndarray, band: float = 0.1) -> np.ndarray:
     phi = np.arctan2(d[:, 1], d[:, 0])
     b = np.floor(theta / band).astype(np.int64)
     return np.lexsort((np.where(b % 2 == 1, -phi, phi), b))
+
+
+def preconditioned_update(G, H, B, W, lr: float, pad: int, D: int, fraction: float = UPDATE_REGULARISER):
+    """One SGD step in Fourier space, in place on the padded volumes: H <- (1 - lr) H + W (the curvature's
+    running average), then G <- G + (B - W G) / (H + lambda) where H > 0, lambda = ``fraction`` of the mean H
+    of the voxel's shell (shells of the box D). Two parallel passes (``kernels_cpu``), no full-size
+    temporaries; the numpy formula it replaces, :func:`shell_regulariser` and masked arithmetic, is its test's
+    reference."""
+    wsum, wcnt = kernels_cpu.curvature_shell_sums(H, W, np.float32(1.0 - lr), pad, D)
+    lam = shell_lambda(wsum.sum(axis=0), wcnt.sum(axis=0), fraction)
+    kernels_cpu.preconditioned_step(kernels_cpu.as_float_view(G), kernels_cpu.as_float_view(B), W, H, lam, pad, D)
 
 
 def shell_regulariser(W: np.ndarray, shells: np.ndarray, fraction: float, n_shells: int) -> np.ndarray:

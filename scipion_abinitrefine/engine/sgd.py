@@ -46,7 +46,7 @@ from .reconstruct import (
     backproject,
     image_points,
     normalise_in_place,
-    shell_regulariser,
+    preconditioned_update,
 )
 from .search import PoseSearch, base_rotations
 
@@ -138,8 +138,6 @@ class SGDRun:
         D, pad = self.box, self.p.pad
         self.Dw = int(Dw)
         Dp = pad * self.Dw
-        # shell of every padded voxel (capped at the box): the update's per-shell regulariser, every iteration
-        self._shells = np.minimum(np.rint(fourier.radial_index((Dp, Dp, Dp)) / pad).astype(np.int64), D)
         f = self.Dw / D  # working voxels per full-box voxel
         self.window = fourier.soft_edge(fourier.radial_index((self.Dw,) * 3), self.rp * f,
                                         max(1.0, max(2.0, WINDOW_EDGE_FRACTION * D) * f))
@@ -311,11 +309,7 @@ class SGDRun:
 
     def _apply_update(self, Bv, Wv, lr: float, r: float):
         """Preconditioned step in Fourier space, then real-space constraints."""
-        self.H *= (1.0 - lr)
-        self.H += Wv
-        lam = shell_regulariser(self.H, self._shells, UPDATE_REGULARISER, self.box + 1)
-        upd = self.H > 0
-        self.G[upd] += (Bv[upd] - Wv[upd] * self.G[upd]) / (self.H[upd] + lam[upd] + 1e-30)
+        preconditioned_update(self.G, self.H, Bv, Wv, lr, self.p.pad, self.box, UPDATE_REGULARISER)
         self._constrain(r)
 
     def model_volume(self) -> np.ndarray:
