@@ -137,8 +137,9 @@ def half_workers(backend: str) -> HalfWorkers | None:
     a GPU, or numba's workqueue layer): then the halves take turns."""
     import numba
 
-    # off unless asked (ABINITREFINE_SIDE_BY_SIDE=1): the whole demo on 2 cores took 770 s side by side
-    # against 775 s in turn, for 2.4x the system time and 0.8 GB more memory (bench/RESULTS.rst, Scale)
+    # off unless asked (ABINITREFINE_SIDE_BY_SIDE=1): on 2 cores the whole demo took 259 s side by side
+    # against 263-264 s in turn, the same maps, for 3% more CPU time and 0.3 GB more memory
+    # (bench/RESULTS.rst, Scale; session 15)
     if os.environ.get(SIDE_BY_SIDE) != "1":
         return None
     n = numba.get_num_threads()
