@@ -126,6 +126,8 @@ def insert_slices_kernel(Bv, Wv, R, kx, ky, pad, vals, wts, bounds):
                 _splat_slab(Bv, Wv, c2 - x, c2 - y, c2 - z, re, -im, w, lo, hi)
 
 
+# The SGD update's kernels run on the host for every backend (the accumulator comes back from the device), so
+# they are CPU-only and keep float64 where the numpy formula they replace has it (shell radii, shell sums).
 @njit(inline="always")
 def _shell(z, y, x, c, pad, D):
     """Shell of padded voxel (z, y, x): rint(|k| / pad) capped at D, as ``fourier.radial_index`` computes it."""
