@@ -62,7 +62,7 @@ def backproject(acc, res, X, C, s2, kx, ky, box: int, pad: int, weights, sym=Non
     wgt = np.asarray(weights)
     # images in order of their best pose's viewing direction: consecutive slices then cross nearly the same
     # voxels, which stay in cache between them (insertion is bound by its scattered read-modify-writes:
-    # 20-40% less time at box 128 for 600-4,800 slices); changes only the order of each voxel's sum
+    # ~15% less time per batch at box 128); changes only the order of each voxel's sum
     order = view_order(res.R[:, 0])
     for a in range(0, B, step):
         idx = order[a:a + step]
