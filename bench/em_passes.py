@@ -34,6 +34,9 @@ def main():
     add_case_arguments(ap)
     ap.add_argument("--start", default="truth", help="truth | lowpass:RES | job")
     ap.add_argument("--passes", type=int, default=2)
+    ap.add_argument("--first", type=int, default=None,
+                    help="only the case's first N images (rows of p.star), each in its job half: beside a peer "
+                         "run on the same subset (bench/relion_refine.py --dir with a p.star of those rows)")
     ap.add_argument("--max-res", type=float, default=10.0)
     ap.add_argument("--filter", default="none", choices=["none", "fsc"],
                     help="between passes: none (each half's reconstruction as it is) or fsc (each half-map's "
@@ -63,6 +66,8 @@ def main():
         maps = dict.fromkeys("AB", start)
     for name, h in (("A", 1), ("B", 2)):
         mark_used(job.runs[name], out, h)
+        if a.first is not None:
+            job.runs[name].seen &= job.runs[name].idx < a.first
     for it in range(a.passes + 1):
         m = truth_metrics(0.5 * (maps["A"] + maps["B"]), truth, a.apix)
         line = ["start" if it == 0 else f"pass {it}",
