@@ -119,3 +119,9 @@ $PY bench/hard.py --shape $S/1tii.pdb --apix 2.5 --snr 0.01 --n 10000 --seeds 1 
 $PY bench/hard.py --shape $S/19hc.pdb.gz --apix 2.5 --snr 0.01 --n 10000 --seeds 1 --params "$P" --out bench/results/real14.jsonl
 # session 15: a fifth structure, the CFTR cryo-EM model 6MSM (elongated, asymmetric)
 $PY bench/hard.py --shape $S/6msm.pdb --apix 3.0 --snr 0.01 --n 10000 --seeds 0 --params "$P" --out bench/results/real15.jsonl
+# session 15: RELION's global auto-refine against this job's EM passes, same start (the truth at 30 A), on the
+# 1tii case's first 2,000 images (DIR2K: p.star of those rows, p.mrcs of the case); RELION stopped after 6
+# iterations (--score-iteration N scores each)
+$PY bench/relion_refine.py --shape $S/1tii.pdb --apix 2.5 --n 10000 --snr 0.01 --seed 0 --ini-high 30 --offset-range 3 --max-iter 12 --dir DIR2K --out bench/results/relion_refine15.jsonl
+$PY bench/relion_refine.py --shape $S/1tii.pdb --apix 2.5 --n 10000 --snr 0.01 --seed 0 --dir DIR2K --score-iteration 6
+$PY bench/em_passes.py DIR --shape $S/1tii.pdb --apix 2.5 --snr 0.01 --n 10000 --seed 0 --start lowpass:30 --passes 3 --first 2000
