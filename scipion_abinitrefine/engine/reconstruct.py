@@ -103,18 +103,11 @@ def preconditioned_update(G, H, B, W, lr: float, pad: int, D: int, fraction: flo
     """One SGD step in Fourier space, in place on the padded volumes: H <- (1 - lr) H + W (the curvature's
     running average), then G <- G + (B - W G) / (H + lambda) where H > 0, lambda = ``fraction`` of the mean H
     of the voxel's shell (shells of the box D). Two parallel passes (``kernels_cpu``), no full-size
-    temporaries; the numpy formula it replaces, :func:`shell_regulariser` and masked arithmetic, is its test's
-    reference."""
+    temporaries; the numpy formula it replaces (masked arithmetic with ``testing.kernels_ref.shell_regulariser``)
+    is its test's reference."""
     wsum, wcnt = kernels_cpu.curvature_shell_sums(H, W, np.float32(1.0 - lr), pad, D)
     lam = shell_lambda(wsum.sum(axis=0), wcnt.sum(axis=0), fraction)
     kernels_cpu.preconditioned_step(kernels_cpu.as_float_view(G), kernels_cpu.as_float_view(B), W, H, lam, pad, D)
-
-
-def shell_regulariser(W: np.ndarray, shells: np.ndarray, fraction: float, n_shells: int) -> np.ndarray:
-    """Per-voxel lambda: ``fraction`` of the mean curvature W of the voxel's shell (over voxels with W > 0)."""
-    wsum = np.bincount(shells.ravel(), weights=W.ravel(), minlength=n_shells)
-    wcnt = np.bincount(shells.ravel(), weights=(W > 0).ravel().astype(np.float64), minlength=n_shells)
-    return shell_lambda(wsum, wcnt, fraction)[shells]
 
 
 def shell_lambda(wsum: np.ndarray, wcnt: np.ndarray, fraction: float) -> np.ndarray:
@@ -132,7 +125,7 @@ def _plane_radii(Dp: int, pad: int):
 def normalise_in_place(B: np.ndarray, W: np.ndarray, D: int, pad: int, r_keep: float, fraction: float) -> np.ndarray:
     """The final direct reconstruction's Fourier map, written over ``B`` (complex64, padded (pD)^3) and returned:
     B / (W + lambda) where W > 0 and the radius is at most ``r_keep`` + 0.5 (index units of the box D),
-    0 elsewhere; lambda = ``fraction`` of the mean W of the voxel's shell (:func:`shell_regulariser`).
+    0 elsewhere; lambda = ``fraction`` of the mean W of the voxel's shell (:func:`shell_lambda`).
 
     Plane by plane: a full-size temporary of a padded box-256 map is 0.5-1 GB, and the whole-volume
     expression made several (the final pass peaked at 10 GB at box 256).

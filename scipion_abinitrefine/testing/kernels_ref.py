@@ -50,3 +50,12 @@ def insert_slices_ref(Dp, R, kx, ky, pad, vals, wts):
                     np.add.at(B, (z0[s] + dz, y0[s] + dy, x0[s] + dx), cw[s] * v[s])
                     np.add.at(W, (z0[s] + dz, y0[s] + dy, x0[s] + dx), cw[s] * w[s])
     return B, W
+
+
+def shell_regulariser(W, shells, fraction: float, n_shells: int) -> np.ndarray:
+    """Per-voxel lambda (float32): ``fraction`` of the mean W of the voxel's shell over its voxels with W > 0
+    (``shells``: each voxel's shell index); the whole-volume formula of the SGD update and the final
+    reconstruction, which run it plane by plane or in kernels."""
+    wsum = np.bincount(shells.ravel(), weights=W.ravel(), minlength=n_shells)
+    wcnt = np.bincount(shells.ravel(), weights=(W > 0).ravel().astype(np.float64), minlength=n_shells)
+    return (fraction * wsum / np.maximum(wcnt, 1)).astype(np.float32)[shells]

@@ -7,6 +7,7 @@ import numpy as np
 
 from scipion_abinitrefine.engine import fourier, kernels_cpu, reconstruct, so3
 from scipion_abinitrefine.engine.search import SearchResult
+from scipion_abinitrefine.testing import kernels_ref
 
 D, PAD, B, NB = 24, 2, 37, 3
 
@@ -73,7 +74,7 @@ def test_preconditioned_update_matches_the_numpy_formula():
     Hr *= (1.0 - lr)
     Hr += W
     shells = np.minimum(np.rint(r / PAD).astype(np.int64), box)
-    lam = reconstruct.shell_regulariser(Hr, shells, 0.5, box + 1)
+    lam = kernels_ref.shell_regulariser(Hr, shells, 0.5, box + 1)
     upd = Hr > 0
     Gr[upd] += (B[upd] - W[upd] * Gr[upd]) / (Hr[upd] + lam[upd] + 1e-30)
     reconstruct.preconditioned_update(G, H, B, W, lr, PAD, box, fraction=0.5)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from scipion_abinitrefine.engine import fourier, kernels_cpu, sgd, simulate, so3
-from scipion_abinitrefine.testing import sources
+from scipion_abinitrefine.testing import kernels_ref, sources
 
 D, APIX = 48, 3.0
 
@@ -100,7 +100,7 @@ def test_final_reconstruction_plane_by_plane_equals_the_whole_volume_formula():
     W[rng.random(W.shape) < 0.3] = 0  # voxels no image reached
     rsh = fourier.radial_index((Dp,) * 3) / pad  # the whole-volume formula (numpy reference)
     shells = np.minimum(np.rint(rsh).astype(np.int64), Dh)
-    lam = reconstruct.shell_regulariser(W, shells, reconstruct.FINAL_REGULARISER, Dh + 1)
+    lam = kernels_ref.shell_regulariser(W, shells, reconstruct.FINAL_REGULARISER, Dh + 1)
     ref = np.where(W > 0, B / (W + lam + 1e-30), 0).astype(np.complex64)
     ref[rsh > Dh / 2 - 1 + 0.5] = 0
     got = reconstruct.normalise_in_place(B.copy(), W, Dh, pad, Dh / 2 - 1, reconstruct.FINAL_REGULARISER)
