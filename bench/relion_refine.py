@@ -43,41 +43,39 @@ def main():
                     help="only score iteration N of a RELION run already in --dir (one still running or stopped)")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "relion_refine.jsonl"))
     a = ap.parse_args()
-    if not relion.available():
-        sys.exit(relion.MISSING)
     d = a.dir or tempfile.mkdtemp(prefix="relion_refine_")
     write = not os.path.exists(os.path.join(d, "p.star"))
     truth, t = hard.simulate_case(d, a.shape, a.n, a.snr, a.junk, a.seed, a.realistic, apix=a.apix, write=write)
-    if a.score_iteration is not None:
-        row = score_iteration(d, a.score_iteration, truth, t, a.apix)
-        print(json.dumps(row))
+    if a.score_iteration is not None:  # reads a run's files: needs no RELION
+        print(json.dumps(score_iteration(d, a.score_iteration, truth, t, a.apix)))
         return
+    if not relion.available():
+        sys.exit(relion.MISSING)
     io.write_mrc(os.path.join(d, "truth.mrc"), truth.astype(np.float32), a.apix)
     diameter = a.diameter or 0.85 * truth.shape[0] * a.apix
     run = relion.run_auto_refine(d, "p.star", "truth.mrc", diameter, a.ini_high, a.ranks, local=False,
                                  offset_range=a.offset_range, max_iter=a.max_iter)
-    if not os.path.exists(os.path.join(d, "relion", "run_data.star")):  # stopped by --max-iter, not converged
-        last = max(int(f[6:9]) for f in os.listdir(os.path.join(d, "relion")) if f.endswith("_data.star")
-                   and f.startswith("run_it"))
-        row = dict(rev=git_rev(), shape=a.shape, apix=a.apix, snr=a.snr, n=a.n, seed=a.seed, ini_high_A=a.ini_high,
-                   dir=d, converged=False, **run, **score_iteration(d, last, truth, t, a.apix))
-        os.makedirs(os.path.dirname(a.out), exist_ok=True)
-        with open(a.out, "a") as f:
-            f.write(json.dumps(row) + "\n")
-        print(json.dumps(row))
-        return
-    rel = relion.read_relative(os.path.join(d, "relion", "run_data.star"), d)
-    vol, _ = io.read_mrc(os.path.join(d, "relion", "run_class001.mrc"))
-    h1, _ = io.read_mrc(os.path.join(d, "relion", "run_half1_class001_unfil.mrc"))
-    h2, _ = io.read_mrc(os.path.join(d, "relion", "run_half2_class001_unfil.mrc"))
     row = dict(rev=git_rev(), shape=a.shape, apix=a.apix, snr=a.snr, n=a.n, seed=a.seed, junk=a.junk,
                realistic=a.realistic, ini_high_A=a.ini_high, dir=d, **run)
-    row["final_map"] = hard.truth_scores(vol, rel, truth, t, a.apix)
-    row["unfiltered_halves"] = hard.truth_scores(0.5 * (h1 + h2), rel, truth, t, a.apix)
-    row["relion_own_resolution_A"] = relion.own_resolution(os.path.join(d, "relion", "run_model.star"))
+    converged = os.path.exists(os.path.join(d, "relion", "run_data.star"))  # else stopped by --max-iter
+    if converged:
+        rel = relion.read_relative(os.path.join(d, "relion", "run_data.star"), d)
+        vol, _ = io.read_mrc(os.path.join(d, "relion", "run_class001.mrc"))
+        h1, _ = io.read_mrc(os.path.join(d, "relion", "run_half1_class001_unfil.mrc"))
+        h2, _ = io.read_mrc(os.path.join(d, "relion", "run_half2_class001_unfil.mrc"))
+        row["final_map"] = hard.truth_scores(vol, rel, truth, t, a.apix)
+        row["unfiltered_halves"] = hard.truth_scores(0.5 * (h1 + h2), rel, truth, t, a.apix)
+        row["relion_own_resolution_A"] = relion.own_resolution(os.path.join(d, "relion", "run_model.star"))
+    else:
+        last = max(int(f[6:9]) for f in os.listdir(os.path.join(d, "relion")) if f.endswith("_data.star")
+                   and f.startswith("run_it"))
+        row.update(converged=False, **score_iteration(d, last, truth, t, a.apix))
     os.makedirs(os.path.dirname(a.out), exist_ok=True)
     with open(a.out, "a") as f:
         f.write(json.dumps(row) + "\n")
+    if not converged:
+        print(json.dumps(row))
+        return
     s = row["unfiltered_halves"]
     print(f"RELION auto-refine from the truth at {a.ini_high:g} A: FSC(truth) 0.5 {s['fsc05_A']:.1f} A, 0.143 "
           f"{s['fsc0143_A']:.1f} A, median error {s['median_err_deg']:.1f} deg, within 10 deg "
