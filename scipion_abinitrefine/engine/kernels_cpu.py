@@ -176,6 +176,39 @@ def preconditioned_step(Gv, Bv, Wv, H, lam, pad, D):
                     Gv[z, y, x, 1] = gi + (Bv[z, y, x, 1] - w * gi) * inv
 
 
+@njit(parallel=True, cache=CACHE)
+def normalise_background(img, radius, out):
+    """out[i] = (img[i] - mean) / std over the pixels of image i farther than ``radius`` from the centre pixel
+    (D // 2, as ``fourier.radial_index``); a std of 0 counts as 1. One image per thread, float64 sums, two
+    passes (the mean, then the squared deviations); ``out`` may be ``img``."""
+    n, D = img.shape[0], img.shape[1]
+    c = D // 2
+    r2 = radius * radius
+    for i in prange(n):
+        s = 0.0
+        cnt = 0
+        for y in range(D):
+            for x in range(D):
+                if float((y - c) * (y - c) + (x - c) * (x - c)) > r2:
+                    s += img[i, y, x]
+                    cnt += 1
+        mu = s / max(cnt, 1)
+        ss = 0.0
+        for y in range(D):
+            for x in range(D):
+                if float((y - c) * (y - c) + (x - c) * (x - c)) > r2:
+                    d = img[i, y, x] - mu
+                    ss += d * d
+        sd = math.sqrt(ss / max(cnt, 1))
+        if not sd > 0.0:
+            sd = 1.0
+        m32 = float32(mu)
+        inv = float32(1.0 / sd)
+        for y in range(D):
+            for x in range(D):
+                out[i, y, x] = (img[i, y, x] - m32) * inv
+
+
 def slab_bounds(counts: np.ndarray, T: int) -> np.ndarray:
     """Boundaries of T slabs of z-planes holding about equal numbers of splats (int64, T + 1, from 0 to Dp)."""
     Dp = len(counts)

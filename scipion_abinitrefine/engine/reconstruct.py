@@ -2,8 +2,6 @@
 CTF, back-projection of posterior-weighted images and their curvature, the per-shell regulariser."""
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 
 from . import fourier, kernels_cpu
@@ -21,25 +19,23 @@ MIN_INSERT_WEIGHT = 1e-4
 CHUNK_BYTES = 16 << 20
 
 
-def normalise_images(img: np.ndarray, radius_px: float) -> np.ndarray:
-    """Zero mean, unit std of the background (outside ``radius_px``), per image."""
-    D = img.shape[-1]
-    v = img.reshape(len(img), -1)[:, _background(D, float(radius_px))]
-    mu = v.mean(axis=1)
-    sd = v.std(axis=1)
-    sd[sd <= 0] = 1.0
-    return (img - mu[:, None, None]) / sd[:, None, None]
-
-
-@functools.lru_cache(maxsize=8)
-def _background(D: int, radius_px: float) -> np.ndarray:
-    """Flat indices of the pixels outside ``radius_px`` of a D x D image."""
-    return np.flatnonzero(fourier.radial_index((D, D)).ravel() > radius_px)
+def normalise_images(img: np.ndarray, radius_px: float, out: np.ndarray | None = None) -> np.ndarray:
+    """Zero mean, unit std of the background (outside ``radius_px``), per image: float32, into ``out`` (a new
+    array by default; ``img`` itself to normalise in place). One parallel pass per image
+    (``kernels_cpu.normalise_background``): numpy's gather, mean, std and division took 0.1 s per 300
+    images at box 128-256, as long as their Fourier transforms."""
+    img = np.ascontiguousarray(img, dtype=np.float32)
+    if out is None:
+        out = np.empty_like(img)
+    kernels_cpu.normalise_background(img, float(radius_px), out)
+    return out
 
 
 def image_points(data, gidx: np.ndarray, radius_px: float, kx, ky):
     """Normalised images ``gidx`` of ``data`` at half-plane points (kx, ky) and their CTF there: (X, C)."""
-    img = normalise_images(data.read_images(gidx), radius_px)
+    img = np.ascontiguousarray(data.read_images(gidx), dtype=np.float32)
+    # normalised in place when the array is a fresh one of ours (not a view of a source's own images)
+    img = normalise_images(img, radius_px, out=img if img.flags.owndata and img.flags.writeable else None)
     X = fourier.image_points(img, kx, ky)
     return X, ctf_at(data.ctf, gidx, kx / (data.box * data.apix), ky / (data.box * data.apix))
 

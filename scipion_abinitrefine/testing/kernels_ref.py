@@ -59,3 +59,14 @@ def shell_regulariser(W, shells, fraction: float, n_shells: int) -> np.ndarray:
     wsum = np.bincount(shells.ravel(), weights=W.ravel(), minlength=n_shells)
     wcnt = np.bincount(shells.ravel(), weights=(W > 0).ravel().astype(np.float64), minlength=n_shells)
     return (fraction * wsum / np.maximum(wcnt, 1)).astype(np.float32)[shells]
+
+
+def normalise_background_ref(img, radius_px: float) -> np.ndarray:
+    """Zero mean, unit std of the pixels farther than ``radius_px`` from the centre pixel, per image (float64)."""
+    D = img.shape[-1]
+    g = (np.arange(D) - D // 2) ** 2
+    bg = np.sqrt(g[:, None] + g[None, :]).ravel() > radius_px
+    v = img.reshape(len(img), -1)[:, bg].astype(np.float64)
+    mu, sd = v.mean(axis=1), v.std(axis=1)
+    sd[sd <= 0] = 1.0
+    return (img - mu[:, None, None]) / sd[:, None, None]
