@@ -38,7 +38,7 @@ def main():
                     help="only the case's first N images (rows of p.star), each in its job half: beside a peer "
                          "run on the same subset (bench/relion_refine.py --dir with a p.star of those rows)")
     ap.add_argument("--max-res", type=float, default=10.0)
-    ap.add_argument("--filter", default="none", choices=["none", "fsc"],
+    ap.add_argument("--filter", default="none", choices=["none", "fsc", "sharpen-truth"],
                     help="between passes: none (each half's reconstruction as it is) or fsc (each half-map's "
                     "shells multiplied by the two halves' FSC there, clipped to [0, 1]: the Wiener filter of a "
                     "half whose SSNR the FSC gives, as a gold-standard refinement's reference is filtered)")
@@ -86,7 +86,26 @@ def main():
         if a.filter == "fsc" and it < a.passes:
             maps = fsc_filtered(maps)
             line.append("(FSC-filtered)")
+        if a.filter == "sharpen-truth" and it < a.passes:
+            maps = {k: amplitude_matched(v, truth / t["noise_sigma"], a.apix, a.max_res) for k, v in maps.items()}
+            line.append("(amplitudes matched to the truth's)")
         print(", ".join(line), flush=True)
+
+
+def amplitude_matched(vol, ref, apix, max_res):
+    """``vol`` with each Fourier shell scaled so its mean amplitude is ``ref``'s, out to ``max_res``
+    (gains clipped to [1, 10]; beyond max_res unchanged)."""
+    from scipion_abinitrefine.engine import fourier
+
+    F, Fr = fourier.ft3c(vol), fourier.ft3c(ref)
+    sh = np.rint(fourier.radial_index(vol.shape)).astype(np.int64)
+    n = sh.max() + 1
+    cnt = np.maximum(np.bincount(sh.ravel(), minlength=n), 1)
+    a = np.sqrt(np.bincount(sh.ravel(), (np.abs(F) ** 2).ravel(), n) / cnt)
+    b = np.sqrt(np.bincount(sh.ravel(), (np.abs(Fr) ** 2).ravel(), n) / cnt)
+    g = np.clip(b / np.maximum(a, 1e-30), 1.0, 10.0)
+    g[np.arange(n) > vol.shape[0] * apix / max_res + 1] = 1.0
+    return fourier.ift3c(F * g[sh]).real.astype(np.float32)
 
 
 def fsc_filtered(maps: dict) -> dict:

@@ -164,44 +164,101 @@ def gridding_correction(box: int, pad: int) -> np.ndarray:
 def volume_to_fourier(vol: np.ndarray, pad: int = 2) -> np.ndarray:
     """Real map (D^3) -> padded centred transform (pD)^3 complex64, pre-corrected for trilinear gridding."""
     D = vol.shape[0]
-    Dp = pad * D
-    big = np.zeros((Dp, Dp, Dp), dtype=np.float32)
-    a = Dp // 2 - D // 2
-    big[a:a + D, a:a + D, a:a + D] = vol / gridding_correction(D, pad)
-    return ft3c(big).astype(np.complex64, copy=False)  # complex64 already from a float32 input: no copy
+    return padded_transform(vol / gridding_correction(D, pad), pad)
 
 
 def fourier_to_volume(F: np.ndarray, box: int, pad: int = 2) -> np.ndarray:
     """Padded centred transform -> real map (box^3), gridding-corrected, float32."""
+    return (padded_inverse(F, box) / gridding_correction(box, pad)).astype(np.float32)
+
+
+def _map_positions(D: int, Dp: int) -> np.ndarray:
+    """Where a centred map's indices 0 .. D - 1 lie along a standard-order (origin at 0) axis of Dp."""
+    return (np.arange(D) - D // 2) % Dp
+
+
+def padded_transform(vol: np.ndarray, pad: int = 2) -> np.ndarray:
+    """``ft3c`` of ``vol`` (D^3) centred in a zero (pad D)^3 box: complex64 (pad D)^3, centred.
+
+    A real transform one axis at a time, each over only the rows that are not all zero yet (7/8 of the
+    padded box is zero before the first axis, 3/4 before the second): ~3.5 D^2 row transforms where the
+    whole complex box takes 12 D^2, then the other half of the spectrum from Hermitian symmetry
+    (``kernels_cpu.hermitian_to_centred``). The same values as ``ft3c`` of the padded map to float32
+    rounding (``testing.kernels_ref.padded_transform_ref``)."""
+    from . import kernels_cpu
+
+    D = vol.shape[0]
+    Dp = pad * D
+    if Dp % 2:
+        return _padded_transform_full(vol, pad)
+    p = _map_positions(D, Dp)
+    A = np.zeros((D, D, Dp), np.float32)
+    A[:, :, p] = vol
+    A = sfft.rfft(A, axis=2, workers=_WORKERS)
+    B = np.zeros((D, Dp, A.shape[2]), np.complex64)
+    B[:, p, :] = A
+    del A
+    B = sfft.fft(B, axis=1, workers=_WORKERS, overwrite_x=True)
+    H = np.zeros((Dp, Dp, B.shape[2]), np.complex64)
+    H[p] = B
+    del B
+    H = sfft.fft(H, axis=0, workers=_WORKERS, overwrite_x=True)
+    G = np.empty((Dp, Dp, Dp), np.complex64)
+    kernels_cpu.hermitian_to_centred(kernels_cpu.as_float_view(H), kernels_cpu.as_float_view(G))
+    return G
+
+
+def _padded_transform_full(vol, pad):
+    D = vol.shape[0]
+    Dp = pad * D
+    big = np.zeros((Dp, Dp, Dp), dtype=np.float32)
+    a = Dp // 2 - D // 2
+    big[a:a + D, a:a + D, a:a + D] = vol
+    return ft3c(big).astype(np.complex64, copy=False)
+
+
+def padded_inverse(F: np.ndarray, box: int) -> np.ndarray:
+    """The centred box^3 of ``ift3c(F).real`` for a padded centred transform F of a real map (float32).
+
+    Only the half spectrum is read (``kernels_cpu.centred_to_hermitian``), and each axis's inverse keeps only
+    the rows the crop needs before the next: ~3.5 box^2 row transforms against 12 box^2 for the whole
+    padded box, and no full-size complex output (1 GB at box 256, padded)."""
+    from . import kernels_cpu
+
     Dp = F.shape[0]
-    a = Dp // 2 - box // 2
-    # the centred box^3 of fftshift(ifftn(ifftshift(F))) read straight from ifftn's output (indices shifted
-    # by Dp // 2, wrapping): no shifted full-size copy of the output (1 GB at box 256, padded)
-    out = sfft.ifftn(sfft.ifftshift(F), workers=_WORKERS, overwrite_x=True)
-    idx = (np.arange(a, a + box) - Dp // 2) % Dp
-    big = out[np.ix_(idx, idx, idx)].real
-    del out
-    return (big / gridding_correction(box, pad)).astype(np.float32)
+    if Dp % 2:
+        out = sfft.ifftn(sfft.ifftshift(F), workers=_WORKERS)
+        idx = _map_positions(box, Dp)
+        return out[np.ix_(idx, idx, idx)].real.astype(np.float32)
+    p = _map_positions(box, Dp)
+    H = np.empty((Dp, Dp, Dp // 2 + 1), np.complex64)
+    kernels_cpu.centred_to_hermitian(kernels_cpu.as_float_view(np.ascontiguousarray(F, np.complex64)),
+                                     kernels_cpu.as_float_view(H))
+    H = sfft.ifft(H, axis=0, workers=_WORKERS, overwrite_x=True)[p]
+    H = sfft.ifft(H, axis=1, workers=_WORKERS, overwrite_x=True)[:, p]
+    return sfft.irfft(H, n=Dp, axis=2, workers=_WORKERS)[:, :, p].astype(np.float32, copy=False)
 
 
-def lowpass_volume(vol: np.ndarray, radius: float, width: float = 3.0) -> np.ndarray:
-    """Soft (raised cosine) low-pass of a real map at Fourier radius ``radius`` (index units)."""
-    F = ft3c(vol)
-    r = radial_index(vol.shape)
-    F *= soft_edge(r, radius, width)
-    return ift3c(F).real.astype(np.float32)
+def lowpass_volume(vol: np.ndarray, radius: float, width: float = 3.0, shift=None) -> np.ndarray:
+    """Soft (raised cosine) low-pass of a real cubic map at Fourier radius ``radius`` (index units), after
+    shifting it by ``shift`` (x, y, z) voxels (Fourier phases; none by default). Real transforms in float32
+    (the filter and the shift's phases are Hermitian: the same map as the complex transform's real part)."""
+    D = vol.shape[0]
+    F = sfft.rfftn(np.asarray(vol, np.float32), workers=_WORKERS)
+    k = sfft.fftfreq(D, 1.0 / D).astype(np.float32)  # frequency index along the full axes
+    kh = k[:F.shape[2]].copy()
+    kh[-1] = abs(kh[-1])  # rfft's last frequency: +D/2 for even D (fftfreq gives -D/2)
+    r = np.sqrt(k[:, None, None] ** 2 + k[None, :, None] ** 2 + kh[None, None, :] ** 2)
+    F *= soft_edge(r, radius, width).astype(np.float32)
+    if shift is not None:
+        sx, sy, sz = (float(v) for v in shift)
+        F *= np.exp(-2j * np.pi * kh * sx / D).astype(np.complex64)[None, None, :]
+        F *= np.exp(-2j * np.pi * k * sy / D).astype(np.complex64)[None, :, None]
+        F *= np.exp(-2j * np.pi * k * sz / D).astype(np.complex64)[:, None, None]
+    return sfft.irfftn(F, s=vol.shape, workers=_WORKERS).astype(np.float32, copy=False)
 
 
 def soft_edge(r, radius: float, width: float) -> np.ndarray:
     """1 inside radius, raised-cosine fall to 0 over ``width``."""
     t = np.clip((np.asarray(r) - radius) / max(width, 1e-6), 0.0, 1.0)
     return 0.5 * (1 + np.cos(np.pi * t))
-
-
-def shift_volume(vol: np.ndarray, s_xyz) -> np.ndarray:
-    """Shift a map by s (x, y, z) voxels through Fourier phases."""
-    D = vol.shape[0]
-    k = np.fft.fftfreq(D)
-    kz, ky, kx = np.meshgrid(k, k, k, indexing="ij")
-    ph = np.exp(-2j * np.pi * (kx * s_xyz[0] + ky * s_xyz[1] + kz * s_xyz[2]))
-    return np.fft.ifftn(np.fft.fftn(vol) * ph).real.astype(np.float32)

@@ -209,6 +209,49 @@ def normalise_background(img, radius, out):
                 out[i, y, x] = (img[i, y, x] - m32) * inv
 
 
+@njit(parallel=True, fastmath=True, cache=CACHE)
+def hermitian_to_centred(Hv, Gv):
+    """G (Dp, Dp, Dp) centred complex transform from its half H (Dp, Dp, Dp // 2 + 1) in standard order
+    (numpy's rfftn layout): G(k) = H(k) for kx >= 0, conj(H(-k)) for kx < 0 (a real map's transform).
+    Float32 views (..., 2) of both (``as_float_view``)."""
+    Dp = Gv.shape[0]
+    c = Dp // 2
+    for z in prange(Dp):
+        zs = (z - c) % Dp
+        zn = (c - z) % Dp
+        for y in range(Dp):
+            ys = (y - c) % Dp
+            yn = (c - y) % Dp
+            for x in range(c, Dp):
+                Gv[z, y, x, 0] = Hv[zs, ys, x - c, 0]
+                Gv[z, y, x, 1] = Hv[zs, ys, x - c, 1]
+            for x in range(c):
+                Gv[z, y, x, 0] = Hv[zn, yn, c - x, 0]
+                Gv[z, y, x, 1] = -Hv[zn, yn, c - x, 1]
+
+
+@njit(parallel=True, fastmath=True, cache=CACHE)
+def centred_to_hermitian(Gv, Hv):
+    """The half H (Dp, Dp, Dp // 2 + 1), standard order, of the Hermitian part (G(k) + conj(G(-k))) / 2 of a
+    centred transform G (Dp, Dp, Dp): the half spectrum whose inverse real transform is the real part of G's
+    inverse. kx = 0 .. Dp / 2 (the Nyquist Dp / 2 at G's x-index 0, frequency -Dp / 2, the same). Float32
+    views (..., 2) of both (``as_float_view``)."""
+    Dp = Gv.shape[0]
+    c = Dp // 2
+    half = float32(0.5)
+    for z in prange(Dp):
+        zs = (z - c) % Dp
+        zm = (Dp - z) % Dp
+        for y in range(Dp):
+            ys = (y - c) % Dp
+            ym = (Dp - y) % Dp
+            for j in range(c):
+                Hv[zs, ys, j, 0] = (Gv[z, y, c + j, 0] + Gv[zm, ym, c - j, 0]) * half
+                Hv[zs, ys, j, 1] = (Gv[z, y, c + j, 1] - Gv[zm, ym, c - j, 1]) * half
+            Hv[zs, ys, c, 0] = (Gv[z, y, 0, 0] + Gv[zm, ym, 0, 0]) * half
+            Hv[zs, ys, c, 1] = (Gv[z, y, 0, 1] - Gv[zm, ym, 0, 1]) * half
+
+
 def slab_bounds(counts: np.ndarray, T: int) -> np.ndarray:
     """Boundaries of T slabs of z-planes holding about equal numbers of splats (int64, T + 1, from 0 to Dp)."""
     Dp = len(counts)
@@ -220,7 +263,7 @@ def slab_bounds(counts: np.ndarray, T: int) -> np.ndarray:
 
 
 def as_float_view(F: np.ndarray) -> np.ndarray:
-    """complex64 (Dp, Dp, Dp) -> float32 view (Dp, Dp, Dp, 2) sharing memory."""
+    """complex64 array -> float32 view (..., 2) sharing memory."""
     assert F.dtype == np.complex64 and F.flags.c_contiguous
     return F.view(np.float32).reshape(F.shape + (2,))
 

@@ -156,11 +156,9 @@ class SGDRun:
     def _working_volume(self) -> np.ndarray:
         """Real-space model at the working box (the full box's values, band-limited to the working box)."""
         Dw, pad = self.Dw, self.p.pad
-        big = fourier.ift3c(self.G).real
-        a = pad * Dw // 2 - Dw // 2
         # G is the centre of the full box's transform, a sum over (D/Dw)^3 times more voxels
         scale = (Dw / self.box) ** 3
-        return (big[a:a + Dw, a:a + Dw, a:a + Dw] * (fourier.gridding_correction(Dw, pad) * scale)).astype(np.float32)
+        return fourier.padded_inverse(self.G, Dw) * (fourier.gridding_correction(Dw, pad) * np.float32(scale))
 
     def _set_working_volume(self, vol: np.ndarray):
         self.G = fourier.volume_to_fourier(vol * (self.box / self.Dw) ** 3, self.p.pad)
@@ -329,13 +327,14 @@ class SGDRun:
         vol = np.maximum(vol, 0) * self.window
         # re-centre on the centre of mass (sub-pixel, through Fourier phases)
         tot = vol.sum()
+        shift = None
         if tot > 0:
             g = np.arange(D) - D // 2
             com = np.array([(vol.sum(axis=(0, 1)) * g).sum(), (vol.sum(axis=(0, 2)) * g).sum(),
                             (vol.sum(axis=(1, 2)) * g).sum()]) / tot  # (x, y, z)
             if np.abs(com).max() > RECENTRE_MIN_VOXELS:
-                vol = fourier.shift_volume(vol, -com)
-        vol = fourier.lowpass_volume(vol, r + 1.0, width=2.0)
+                shift = -com
+        vol = fourier.lowpass_volume(vol, r + 1.0, width=2.0, shift=shift)  # the shift in the same transform
         self.set_model_volume(vol)
 
     # ------------------------------------------------------------------------------ finish

@@ -70,3 +70,32 @@ def normalise_background_ref(img, radius_px: float) -> np.ndarray:
     mu, sd = v.mean(axis=1), v.std(axis=1)
     sd[sd <= 0] = 1.0
     return (img - mu[:, None, None]) / sd[:, None, None]
+
+
+def padded_transform_ref(vol, pad: int):
+    """The centred transform of ``vol`` centred in a zero (pad D)^3 box (numpy's complex FFT, complex128)."""
+    D = vol.shape[0]
+    Dp = pad * D
+    big = np.zeros((Dp, Dp, Dp))
+    a = Dp // 2 - D // 2
+    big[a:a + D, a:a + D, a:a + D] = vol
+    return np.fft.fftshift(np.fft.fftn(np.fft.ifftshift(big)))
+
+
+def padded_inverse_ref(F, box: int):
+    """The centred box^3 of the real part of the centred inverse transform of F (numpy, float64)."""
+    Dp = F.shape[0]
+    a = Dp // 2 - box // 2
+    big = np.fft.fftshift(np.fft.ifftn(np.fft.ifftshift(F))).real
+    return big[a:a + box, a:a + box, a:a + box]
+
+
+def lowpass_shift_ref(vol, radius: float, width: float, shift=(0.0, 0.0, 0.0)):
+    """Shift a real map by (x, y, z) voxels, then the raised-cosine low-pass at ``radius``: numpy's complex
+    FFT in float64 on the whole (uncentred) grid."""
+    D = vol.shape[0]
+    k = np.fft.fftfreq(D) * D
+    kz, ky, kx = np.meshgrid(k, k, k, indexing="ij")
+    t = np.clip((np.sqrt(kx**2 + ky**2 + kz**2) - radius) / max(width, 1e-6), 0.0, 1.0)
+    ph = np.exp(-2j * np.pi * (kx * shift[0] + ky * shift[1] + kz * shift[2]) / D)
+    return np.fft.ifftn(np.fft.fftn(vol) * ph * 0.5 * (1 + np.cos(np.pi * t))).real
