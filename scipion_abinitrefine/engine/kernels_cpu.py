@@ -252,6 +252,40 @@ def centred_to_hermitian(Gv, Hv):
             Hv[zs, ys, c, 1] = (Gv[z, y, 0, 1] - Gv[zm, ym, 0, 1]) * half
 
 
+@njit(parallel=True, fastmath=True, cache=CACHE)
+def weighted_slices(Xv, C, inv_s2, t, w, kx, ky, box, rows, valsv, wts, bestv):
+    """The back-projection's values of ``rows`` (n, 2: image i, pose k) of a batch: the image's points Xv
+    (B, m, 2) shifted by t[i, k] (px; phases exp(-2 pi i k.t / box), computed in float32 as
+    ``fourier.shift_phases``), times w[i, k] C / s2 -> valsv (n, m, 2); w[i, k] C^2 / s2 -> wts (n, m). Images
+    ``bestv`` (B, m, 2) receive their points shifted by their first pose (row k = 0 of each image, which
+    ``rows`` must hold). One row per thread."""
+    n = rows.shape[0]
+    m = kx.shape[0]
+    a0 = float32(-2.0 * math.pi / box)
+    for r in prange(n):
+        i = rows[r, 0]
+        k = rows[r, 1]
+        tx = t[i, k, 0]
+        ty = t[i, k, 1]
+        wk = w[i, k]
+        for j in range(m):
+            arg = a0 * (tx * kx[j] + ty * ky[j])
+            cs = math.cos(arg)
+            sn = math.sin(arg)
+            xr = Xv[i, j, 0]
+            xi = Xv[i, j, 1]
+            yr = xr * cs - xi * sn
+            yi = xr * sn + xi * cs
+            if k == 0:
+                bestv[i, j, 0] = yr
+                bestv[i, j, 1] = yi
+            c = C[i, j]
+            a = wk * c * inv_s2[j]
+            valsv[r, j, 0] = a * yr
+            valsv[r, j, 1] = a * yi
+            wts[r, j] = a * c
+
+
 def slab_bounds(counts: np.ndarray, T: int) -> np.ndarray:
     """Boundaries of T slabs of z-planes holding about equal numbers of splats (int64, T + 1, from 0 to Dp)."""
     Dp = len(counts)

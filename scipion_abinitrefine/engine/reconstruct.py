@@ -54,27 +54,34 @@ def backproject(acc, res, X, C, s2, kx, ky, box: int, pad: int, weights, sym=Non
     B, nb, m = len(X), res.R.shape[1], len(kx)
     step = max(1, CHUNK_BYTES // (8 * nb * m))
     out = np.empty((B, m), np.complex64)
-    inv = (1.0 / s2)[None, None, :]
-    wgt = np.asarray(weights)
+    Xv = kernels_cpu.as_float_view(np.ascontiguousarray(X, np.complex64))
+    Ch = np.ascontiguousarray(C, np.float32)
+    inv = (1.0 / np.asarray(s2, np.float32)).astype(np.float32)
+    t = np.ascontiguousarray(res.t, np.float32)
+    kxf, kyf = np.asarray(kx, np.float32), np.asarray(ky, np.float32)
+    wgt = np.asarray(weights, np.float32)
+    # poses of negligible posterior weight are left out: once the posterior is sharp (the final pass) the
+    # best pose carries ~all of an image's weight and inserting the other n - 1 was most of the work; each
+    # image's first pose is always computed (it gives the centred images returned)
+    keep = (wgt > MIN_INSERT_WEIGHT * wgt.sum(axis=1, keepdims=True)) | (np.arange(nb) == 0)[None, :]
     # images in order of their best pose's viewing direction: consecutive slices then cross nearly the same
     # voxels, which stay in cache between them (insertion is bound by its scattered read-modify-writes:
     # ~15% less time per batch at box 128); changes only the order of each voxel's sum
     order = view_order(res.R[:, 0])
     for a in range(0, B, step):
         idx = order[a:a + step]
-        ph = fourier.shift_phases(kx, ky, res.t[idx].reshape(-1, 2), box).reshape(len(idx), nb, m)
-        Xc = X[idx, None, :] * ph
-        out[idx] = Xc[:, 0]
-        w = wgt[idx, :, None]
-        Ci = C[idx, None, :]
-        vals = (w * Ci * inv * Xc).reshape(-1, m)
-        wts = (w * Ci ** 2 * inv).reshape(-1, m)
-        R = res.R[idx].reshape(-1, 3, 3)
-        # poses of negligible posterior weight are left out: once the posterior is sharp (the final pass) the
-        # best pose carries ~all of an image's weight and inserting the other n - 1 was most of the work
-        keep = (wgt[idx] > MIN_INSERT_WEIGHT * wgt[idx].sum(axis=1, keepdims=True)).ravel()
-        if not keep.all():
-            R, vals, wts = R[keep], vals[keep], wts[keep]
+        ii, kk = np.nonzero(keep[idx])
+        rows = np.stack([idx[ii], kk], axis=1).astype(np.int64)
+        vals = np.empty((len(rows), m), np.complex64)
+        wts = np.empty((len(rows), m), np.float32)
+        # the shifted, weighted values in one parallel pass (numpy's chain of (images x poses x points)
+        # temporaries ran on one core beside the parallel insertion)
+        kernels_cpu.weighted_slices(Xv, Ch, inv, t, wgt, kxf, kyf, float(box), rows,
+                                    kernels_cpu.as_float_view(vals), wts, kernels_cpu.as_float_view(out))
+        use = wgt[rows[:, 0], rows[:, 1]] > MIN_INSERT_WEIGHT * wgt[rows[:, 0]].sum(axis=1)
+        R = res.R[rows[:, 0], rows[:, 1]]
+        if not use.all():  # a first pose kept only for the centred image: not inserted
+            R, vals, wts = R[use], vals[use], wts[use]
         if sym is None or len(sym) == 1:
             acc.insert(R, kx, ky, pad, vals, wts)
         else:
