@@ -125,3 +125,26 @@ $PY bench/hard.py --shape $S/6msm.pdb --apix 3.0 --snr 0.01 --n 10000 --seeds 0 
 $PY bench/relion_refine.py --shape $S/1tii.pdb --apix 2.5 --n 10000 --snr 0.01 --seed 0 --ini-high 30 --offset-range 3 --max-iter 12 --dir DIR2K --out bench/results/relion_refine15.jsonl
 $PY bench/relion_refine.py --shape $S/1tii.pdb --apix 2.5 --n 10000 --snr 0.01 --seed 0 --dir DIR2K --score-iteration 6
 $PY bench/em_passes.py DIR --shape $S/1tii.pdb --apix 2.5 --snr 0.01 --n 10000 --seed 0 --start lowpass:30 --passes 3 --first 2000
+# session 16: the grid's last cells (and the SNR 0.01 / 30,000 cell of the demo phantom)
+$PY bench/hard.py --shape elongated --snr 0.05 --n 10000 --seeds 3 --params "$P" --out bench/results/grid16.jsonl
+$PY bench/hard.py --shape flat --snr 0.02 --n 10000 --seeds 4 --params "$P" --out bench/results/grid16.jsonl
+$PY bench/hard.py --shape flat --snr 0.05 --n 10000 --seeds 4 --params "$P" --out bench/results/grid16.jsonl
+$PY bench/hard.py --shape demo --snr 0.01 --n 30000 --seeds 4 --params "$P" --out bench/results/grid16.jsonl
+# session 16: what the SNR 0.005 runs converge to (DIR: the "dir" of the grid11 rows), and a right map's control
+$PY bench/smear.py DIR --shape compact --seed 2 --snr 0.005
+$PY bench/smear.py DIR --shape elongated --seed 3 --snr 0.005
+$PY bench/smear.py DIR --shape flat --seed 4 --snr 0.005
+$PY bench/smear.py DIR --shape compact --seed 2 --snr 0.02
+# session 16: does the update hold the truth at SNR 0.005 (half A from the true map, held at 20 A)?
+C="--snr 0.005 --n 10000 --seed 4 --starts 1 --oracle --fixed-noise"
+E='"max_res_A": 20.0, "init_minibatch": 5000, "final_minibatch": 5000, "init_lr": 1.0, "lr_duration": 1000'
+$PY bench/trace.py $C --iters 60 --every 10 --params '{"max_res_A": 20.0}'
+$PY bench/trace.py $C --iters 60 --every 10 --params '{"max_res_A": 20.0, "junk_weighting": false}'
+$PY bench/trace.py $C --iters 8 --every 2 --params "{$E}"
+$PY bench/trace.py $C --iters 6 --every 2 --params "{$E, \"n_backproject\": 32, \"n_samples\": 64}"
+$PY bench/trace.py $C --iters 6 --every 2 --params "{$E, \"top_k\": 32, \"n_backproject\": 32}"
+$PY bench/trace.py $C --iters 6 --every 2 --noise frozen --params "{$E}"
+$PY bench/trace.py $C --iters 6 --every 2 --noise white --params "{$E}"
+# session 16: a reference sharpened to the truth's amplitudes (DIR: the 1tii case of real12)
+$PY bench/em_passes.py DIR --shape $S/1tii.pdb --apix 2.5 --snr 0.01 --n 10000 --seed 0 --first 4000 --start job --passes 2 --filter sharpen-truth
+$PY bench/em_passes.py DIR --shape $S/1tii.pdb --apix 2.5 --snr 0.01 --n 10000 --seed 0 --first 4000 --start job --passes 2

@@ -53,6 +53,14 @@ def main():
     ap.add_argument("--every", type=int, default=20)
     ap.add_argument("--params", default="{}")
     ap.add_argument("--oracle", action="store_true", help="every start from the true map, no annealing")
+    ap.add_argument("--fixed-noise", action="store_true",
+                    help="score every check with the noise model of the first check (scores then compare "
+                         "across checks; by default each check uses the runs' current noise model)")
+    ap.add_argument("--noise", default="run", choices=["run", "frozen", "white"],
+                    help="the runs' noise model: run (the job's: updated from the residuals at the best poses), "
+                         "frozen (its first estimate, the images' own power, kept), white (one level for every "
+                         "shell: the images' power in the outer half of the points out to Nyquist, where noise "
+                         "dominates; kept)")
     ap.add_argument("--out", help="JSON lines of every check")
     a = ap.parse_args()
 
@@ -66,20 +74,37 @@ def main():
     over = dict(target_ess_fraction=0.0) if a.oracle else {}
     p = JobParams(**{**JOB_PARAMS, **params, **over, "n_starts": a.starts}, backend="cpu", seed=a.seed)
     job = Job(io.read_star(os.path.join(d, "p.star")), os.path.join(d, "out"), p, log=None)
+    if a.noise != "run":  # no update from the residuals
+        from scipion_abinitrefine.engine import sgd
+
+        sgd.updated_noise = lambda s2, count, *args: (s2, count)
     runs = job.candidates["A"]
     if a.oracle:
         for run in runs:
             run.set_model_volume(truth / t["noise_sigma"])
+    if a.noise == "white":
+        from scipion_abinitrefine.engine.noise import initial_noise
+
+        for run in runs:
+            X, _, m = run.batch_points(np.arange(500), run.box / 2 - 1)  # to Nyquist: noise dominates
+            s2 = initial_noise(run.shell, X, m)
+            run.s2_shell = np.full_like(s2, np.median((np.abs(X[:, m // 2:]) ** 2).mean(axis=0)))
+            run.s2_count = run.p.noise_prior_images
     rng = np.random.default_rng(0)
     sel = np.sort(rng.permutation(len(runs[0].idx))[:1000])
     t0 = time.time()
+    s2_fixed = None
     print(f"# {vars(a)}", flush=True)
     for it in range(1, a.iters + 1):
         for run in runs:
             e = run.step()
         if it % a.every:
             continue
-        sc = start_scores(runs, sel, np.mean([r.s2_shell for r in runs], axis=0))
+        s2 = np.mean([r.s2_shell for r in runs], axis=0)
+        if a.fixed_noise:
+            s2_fixed = s2 if s2_fixed is None else s2_fixed
+            s2 = s2_fixed
+        sc = start_scores(runs, sel, s2)
         cells = []
         for j, run in enumerate(runs):
             low, mid = band_fsc(run.model_volume(), truth, a.apix)
