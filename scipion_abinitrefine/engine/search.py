@@ -164,11 +164,13 @@ class PoseSearch:
                       ph0=fourier.shift_phases(kx[:m0], ky[:m0], shifts, self.box, xp),  # (S, m0)
                       P0r=xp.ascontiguousarray(xp.concatenate([P0.real, P0.imag], axis=1).astype(np.float32).T),
                       P0n=xp.ascontiguousarray((xp.abs(P0) ** 2).astype(np.float32).T))  # (2 m0, nR), (m0, nR)
-        bounds = _split(B, self.chunk, 1 if return_ll0 else self.workers())
+        ctx.edges = chunk_edges(B, self.chunk)
+        bounds = _split(ctx.edges, 1 if return_ll0 else self.workers())
 
         def run(ab):
             a, b = ab
-            return self._search_part(ctx, X[a:b], C[a:b], None if U is None else U[a:b])
+            return self._search_part(ctx, X[a:b], C[a:b], None if U is None else U[a:b],
+                                     ctx.edges[(ctx.edges >= a) & (ctx.edges <= b)] - a)
 
         parts = [run(bounds[0])] if len(bounds) == 1 else list(_pool(len(bounds)).map(run, bounds))
         h = be.to_host
@@ -207,8 +209,9 @@ class PoseSearch:
             return 1
         return numba.get_num_threads()
 
-    def _search_part(self, ctx, X, C, U):
-        """The search of images X, C (a part of the batch): level 0 in chunks, the finer levels, the samples."""
+    def _search_part(self, ctx, X, C, U, edges):
+        """The search of images X, C (a part of the batch): level 0 in the chunks between ``edges``, the finer
+        levels, the samples."""
         be = self.be
         xp = be.xp
         inv_s2, kx, ky, m0, K, M = ctx.inv_s2, ctx.kx, ctx.ky, ctx.m0, ctx.K, ctx.M
@@ -226,8 +229,7 @@ class PoseSearch:
             outside0 = xp.empty(B, np.float32)  # level-0 posterior mass outside the beam
             samp = xp.empty((B, M), np.int64)
             logp_samp = xp.empty((B, M), np.float32)
-        for a in range(0, B, self.chunk):
-            b = min(B, a + self.chunk)
+        for a, b in zip(edges[:-1], edges[1:]):
             Xs = X[a:b, None, :m0] * ctx.ph0[None]  # (bc, S, m0) shifted images
             Y = xp.conj(Xs) * (C[a:b, None, :m0] * inv_s2[None, None, :m0])
             Y2 = xp.concatenate([Y.real, -Y.imag], axis=2).reshape(-1, 2 * m0).astype(np.float32)
@@ -403,19 +405,29 @@ class _Level0:
     ph0: object
     P0r: object
     P0n: object
+    edges: object = None  # the batch's chunk grid (``chunk_edges``)
 
 
-def _split(B: int, chunk: int, n: int) -> list[tuple[int, int]]:
-    """Contiguous parts of B images for n workers, each a run of whole chunks on the batch's fixed chunk
-    grid (0, chunk, 2 chunk, ...). Every chunk's matrix product then has the same rows whatever the worker
-    count: BLAS rounds a row differently with the rows beside it, so a cut that moved with the worker count
-    made results depend on --threads in the last digits. The chunk (16 images by default) is small enough for
-    the parts of a 90-300 image minibatch to balance between workers (at 32, 100 images split 64 / 36)."""
-    nc = -(-B // chunk)
-    n = max(1, min(n, nc))
-    edges = np.minimum(np.round(np.linspace(0, B, n + 1) / chunk).astype(int) * chunk, B)  # nearest grid line
-    edges[-1] = B
-    return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:]) if b > a]
+def chunk_edges(B: int, chunk: int) -> np.ndarray:
+    """The chunk grid of a batch of B images: the edges of an even number of chunks of at most ``chunk``
+    images whose sizes differ by at most one (90 images: 6 of 15; 100: 8 of 12-13). A function of B alone,
+    so every chunk's rows, and BLAS's rounding of them, stay the same whatever the worker count; two workers'
+    parts (``_split``) then differ by at most one image (with a fixed 16-image grid a 90-image minibatch split
+    48 / 42 and the second core idled 1/8 of the search)."""
+    n = -(-B // max(1, chunk))
+    n += n % 2
+    return np.unique(np.round(np.linspace(0, B, n + 1)).astype(np.int64))
+
+
+def _split(edges: np.ndarray, n: int) -> list[tuple[int, int]]:
+    """Contiguous parts of the batch for n workers, each a run of whole chunks of the grid ``edges``: every
+    chunk's matrix product then has the same rows whatever the worker count (BLAS rounds a row differently
+    with the rows beside it: a cut that moved with the worker count made results depend on --threads in the
+    last digits)."""
+    k = len(edges) - 1
+    n = max(1, min(n, k))
+    cut = np.round(np.linspace(0, k, n + 1)).astype(np.int64)
+    return [(int(edges[a]), int(edges[b])) for a, b in zip(cut[:-1], cut[1:]) if b > a]
 
 
 _POOLS: dict = {}

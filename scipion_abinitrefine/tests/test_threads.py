@@ -31,8 +31,9 @@ def test_search_split_over_workers_changes_nothing(monkeypatch):
     out = {}
     for n in (1, 2, 3):
         monkeypatch.setattr(ps, "workers", lambda n=n: n)
-        parts = search._split(len(X), ps.chunk, n)
-        assert len(parts) == n and all(a % ps.chunk == 0 for a, _ in parts)  # on the fixed chunk grid
+        edges = search.chunk_edges(len(X), ps.chunk)  # the batch's chunk grid, whatever n
+        parts = search._split(edges, n)
+        assert len(parts) == n and all(a in edges and b in edges for a, b in parts)  # on the chunk grid
         out[n] = ps.search(G, X, C, s2, kx, ky, r, temperature=1.0, n_keep=4, n_samples=16,
                            rng=np.random.default_rng(4))
     assert out[1].R.shape[1] == 4 + 16
@@ -41,3 +42,15 @@ def test_search_split_over_workers_changes_nothing(monkeypatch):
     for n in (2, 3):  # the same bits whatever the worker count (BLAS rounds by the rows it is given)
         for f in ("R", "t", "w", "ess", "ll_best", "evidence"):
             assert np.array_equal(getattr(out[1], f), getattr(out[n], f)), (n, f)
+
+
+def test_chunk_grid_balances_two_workers():
+    """Two workers get parts of a minibatch that differ by at most one image (the second core does not idle
+    while the first finishes an extra chunk), with chunks of at most 16 images, for any batch size."""
+    for B in list(range(1, 400)) + [1000, 4999]:
+        e = search.chunk_edges(B, 16)
+        sizes = np.diff(e)
+        assert e[0] == 0 and e[-1] == B and sizes.min() >= 1 and sizes.max() <= 16
+        assert sizes.max() - sizes.min() <= 1
+        parts = [b - a for a, b in search._split(e, 2)]
+        assert sum(parts) == B and (len(parts) == 1 and B == 1 or max(parts) - min(parts) <= 1), (B, parts)
