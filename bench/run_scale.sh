@@ -32,3 +32,13 @@ bash bench/demo_time.sh 2ef43fe /tmp/demo_inturn.json
 ABINITREFINE_SIDE_BY_SIDE=1 bash bench/demo_time.sh 2ef43fe /tmp/demo_sbs.json
 ABINITREFINE_SIDE_BY_SIDE=1 bash bench/demo_time.sh 2ef43fe /tmp/demo_sbs2.json
 bash bench/demo_time.sh 2ef43fe /tmp/demo_inturn2.json
+# session 16: the demo and the box-128 job at the session's start (2c56fd3) and after (82f9243: normalisation,
+# padded transforms, back-projection kernel; 92b4a9f: the balanced chunk grid), each alone, in turn
+bash bench/demo_time.sh 2c56fd3 /tmp/demo_2c56.json
+bash bench/demo_time.sh 82f9243 /tmp/demo_82f9.json
+bash bench/demo_time.sh 82f9243 /tmp/demo_82f9b.json
+bash bench/demo_time.sh 92b4a9f /tmp/demo_92b4.json
+for rev in 2c56fd3 82f9243; do  # each in a worktree at $rev, PYTHONPATH=$wt
+  /usr/bin/time -v .venv/bin/python -m scipion_abinitrefine.cli run $A --out /tmp/b128_$rev
+done
+.venv/bin/python bench/scale.py --boxes 64 256 --res 35 --iters 8 --out /tmp/scale16.jsonl
