@@ -148,3 +148,6 @@ $PY bench/trace.py $C --iters 6 --every 2 --noise white --params "{$E}"
 # session 16: a reference sharpened to the truth's amplitudes (DIR: the 1tii case of real12)
 $PY bench/em_passes.py DIR --shape $S/1tii.pdb --apix 2.5 --snr 0.01 --n 10000 --seed 0 --first 4000 --start job --passes 2 --filter sharpen-truth
 $PY bench/em_passes.py DIR --shape $S/1tii.pdb --apix 2.5 --snr 0.01 --n 10000 --seed 0 --first 4000 --start job --passes 2
+# session 16: the realistic junk cell with 30,000 particles, from random starts and from the truth
+$PY bench/hard.py --shape demo --snr 0.01 --n 30000 --junk 0.2 --realistic --seeds 0 --params "$P" --out bench/results/real16.jsonl
+$PY bench/hard.py --shape demo --snr 0.01 --n 30000 --junk 0.2 --realistic --seeds 0 --oracle-only --params "$P" --out bench/results/real16.jsonl

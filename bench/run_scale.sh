@@ -38,6 +38,7 @@ bash bench/demo_time.sh 2c56fd3 /tmp/demo_2c56.json
 bash bench/demo_time.sh 82f9243 /tmp/demo_82f9.json
 bash bench/demo_time.sh 82f9243 /tmp/demo_82f9b.json
 bash bench/demo_time.sh 92b4a9f /tmp/demo_92b4.json
+bash bench/demo_time.sh c9a3212 /tmp/demo_c9a3.json
 for rev in 2c56fd3 82f9243; do  # each in a worktree at $rev, PYTHONPATH=$wt
   /usr/bin/time -v .venv/bin/python -m scipion_abinitrefine.cli run $A --out /tmp/b128_$rev
 done
