@@ -117,7 +117,7 @@ def test_padded_transforms_match_the_whole_box_fft():
     from scipion_abinitrefine.testing import kernels_ref
 
     rng = np.random.default_rng(5)
-    for D, pad in ((16, 2), (15, 2), (12, 3)):
+    for D, pad in ((16, 2), (15, 2), (12, 3), (9, 3)):  # (9, 3): an odd padded box, the whole-box path
         vol = rng.normal(size=(D, D, D)).astype(np.float32)
         ref = kernels_ref.padded_transform_ref(vol, pad)
         got = fourier.padded_transform(vol, pad)
