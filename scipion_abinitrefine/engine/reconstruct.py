@@ -63,7 +63,8 @@ def backproject(acc, res, X, C, s2, kx, ky, box: int, pad: int, weights, sym=Non
     # poses of negligible posterior weight are left out: once the posterior is sharp (the final pass) the
     # best pose carries ~all of an image's weight and inserting the other n - 1 was most of the work; each
     # image's first pose is always computed (it gives the centred images returned)
-    keep = (wgt > MIN_INSERT_WEIGHT * wgt.sum(axis=1, keepdims=True)) | (np.arange(nb) == 0)[None, :]
+    heavy = wgt > MIN_INSERT_WEIGHT * wgt.sum(axis=1, keepdims=True)  # the poses inserted
+    keep = heavy | (np.arange(nb) == 0)[None, :]  # the rows computed
     # images in order of their best pose's viewing direction: consecutive slices then cross nearly the same
     # voxels, which stay in cache between them (insertion is bound by its scattered read-modify-writes:
     # ~15% less time per batch at box 128); changes only the order of each voxel's sum
@@ -78,7 +79,7 @@ def backproject(acc, res, X, C, s2, kx, ky, box: int, pad: int, weights, sym=Non
         # temporaries ran on one core beside the parallel insertion)
         kernels_cpu.weighted_slices(Xv, Ch, inv, t, wgt, kxf, kyf, float(box), rows,
                                     kernels_cpu.as_float_view(vals), wts, kernels_cpu.as_float_view(out))
-        use = wgt[rows[:, 0], rows[:, 1]] > MIN_INSERT_WEIGHT * wgt[rows[:, 0]].sum(axis=1)
+        use = heavy[rows[:, 0], rows[:, 1]]
         R = res.R[rows[:, 0], rows[:, 1]]
         if not use.all():  # a first pose kept only for the centred image: not inserted
             R, vals, wts = R[use], vals[use], wts[use]
