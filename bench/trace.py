@@ -61,8 +61,16 @@ def main():
                          "frozen (its first estimate, the images' own power, kept), white (one level for every "
                          "shell: the images' power in the outer half of the points out to Nyquist, where noise "
                          "dominates; kept)")
+    ap.add_argument("--temperature-after", type=float, default=1.0,
+                    help="the posterior's temperature after the annealing (the job's: 1; below 1 sharpens it)")
     ap.add_argument("--out", help="JSON lines of every check")
     a = ap.parse_args()
+    if a.temperature_after != 1.0:
+        from scipion_abinitrefine.engine import schedule
+
+        anneal = schedule.temperature_at
+        schedule.temperature_at = lambda p, T0, it: (anneal(p, T0, it) if it < p.init_iters
+                                                     else a.temperature_after)
 
     from scipion_abinitrefine.engine import io
     from scipion_abinitrefine.engine.job import Job, JobParams
