@@ -21,7 +21,7 @@ from . import bounds, halves, io, names, outdir, so3, threads
 from .halves import choose_used, split_halves
 from .params import FEW_PER_HALF, JobParams, data_errors, n_used
 from .sgd import SGDRun
-from .starts import START_HALVING_GROWTH, START_SCORE_IMAGES, START_SELECT_GROWTH, start_scores, start_seed
+from .starts import START_SCORE_IMAGES, start_radii, start_scores, start_seed
 
 # parameters a --continue may change: they do not change results
 RESUME_FREE = ("backend", "checkpoint_minutes", "keep_checkpoint")
@@ -141,17 +141,18 @@ class Job:
 
     # ------------------------------------------------------------------------------ random starts
     def starts_to_keep(self) -> int | None:
-        """How many starts per half go on from this iteration: half of them once the radius has grown to
-        ``START_HALVING_GROWTH`` x the initial one, one at ``START_SELECT_GROWTH`` x (or at the maximum
-        radius); None while they keep competing as they are."""
+        """How many starts per half go on from this iteration: half of them once the radius has reached the
+        halving radius, one at the selection radius (:func:`starts.start_radii`: the particle must span enough
+        resolution elements for its shape to tell the starts apart); None while they keep competing."""
         run = self.runs["A"]
         if run.iteration < self.p.init_iters:
             return None
         r = run.radius_at(run.iteration)
-        if r >= min(run.r_max, START_SELECT_GROWTH * run.r_init):
+        halve, select = start_radii(run.r_init, run.r_max, run.rp, run.box)
+        if r >= select:
             return 1
         n = max(len(c) for c in self.candidates.values())
-        if n == self.p.n_starts > 2 and r >= START_HALVING_GROWTH * run.r_init:  # once: all still compete
+        if n == self.p.n_starts > 2 and r >= halve:  # once: all still compete
             return (n + 1) // 2
         return None
 

@@ -12,8 +12,26 @@ import numpy as np
 # is safe where picking the best is not yet) and the best one at 1.3 x: twice the starts for ~1.6 x the cost.
 START_HALVING_GROWTH = 1.15
 START_SELECT_GROWTH = 1.3
+# ... and until the particle spans this many resolution elements (its diameter over the resolution): a start
+# is told from another by the particle's shape, which a coarse initial resolution does not show. From the
+# default 35 A (the ~77 A demo particle: 3 elements) 1.15 x and 1.3 x are 30 and 27 A, where 8 starts scored
+# within 0.03-0.05 of each other and one half of a 20% junk case kept a partly wrong start (16 A to the truth,
+# median pose error 76 deg); chosen at 23 / 17.5 A that half reached 10.9 A and 27 deg. From 20 A (5.4
+# elements) the growth factors above decide, as before.
+START_HALVING_ELEMENTS = 5.0
+START_SELECT_ELEMENTS = 6.0
 # images of a half that score the random starts (the same images for every start: paired differences)
 START_SCORE_IMAGES = 1000
+
+
+def start_radii(r_init: float, r_max: float, particle_radius_px: float, box: int) -> tuple[float, float]:
+    """Fourier radii (index units) at which a half's random starts are halved and the best one is kept: the
+    larger of the growth past the initial radius and the radius at which the particle spans the elements
+    above, at most the maximum radius."""
+    per_element = box / (2.0 * particle_radius_px)  # Fourier radius per resolution element across the particle
+    halve = max(START_HALVING_GROWTH * r_init, START_HALVING_ELEMENTS * per_element)
+    select = max(START_SELECT_GROWTH * r_init, START_SELECT_ELEMENTS * per_element)
+    return min(r_max, halve), min(r_max, select)
 
 
 def start_seed(seed: int, half: int, start: int) -> int:

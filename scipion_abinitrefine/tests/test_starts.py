@@ -9,8 +9,9 @@ from scipion_abinitrefine.engine import job as jobmod
 from scipion_abinitrefine.engine import simulate, starts
 from scipion_abinitrefine.testing import sources
 
-# radius 3.66 px at 35 A, +0.3 px per iteration after 6: half the starts go on at iteration 8 (4.26 px,
-# 1.16 x), one at iteration 10 (4.86 px, 1.33 x)
+# radius 3.66 px at 35 A, +0.3 px per iteration after 6; the 54 A window (13.6 px radius) spans 5 resolution
+# elements at 5.88 px and 6 at 7.06 px (starts.start_radii): half the starts go on at iteration 14 (6.06 px),
+# one at iteration 18 (7.26 px)
 PARAMS = dict(max_res_A=12.0, init_res_A=35.0, init_iters=6, final_iters=2, radius_step=0.3, init_minibatch=100,
               final_minibatch=100, minibatch_switch_iter=6, lr_duration=30, align_every=0, n_starts=4,
               backend="cpu", seed=2)
@@ -109,11 +110,26 @@ def test_continue_while_the_starts_compete(data, tmp_path, cut):
 
 
 def test_one_halving_then_one_choice(data, tmp_path):
-    """6 starts: 3 go on at 1.15 x the initial radius, one at 1.3 x (not a halving every iteration)."""
+    """6 starts: 3 go on at the halving radius, one at the selection radius (not a halving every iteration)."""
     job = jobmod.Job(data[1], str(tmp_path), jobmod.JobParams(**{**PARAMS, "n_starts": 6}), log=None)
     job.run_sgd()
     for h in "AB":
         rounds = job.starts[h]["rounds"]
-        assert [(r["iteration"], len(r["starts"]), len(r["kept"])) for r in rounds] == [(8, 6, 3), (10, 3, 1)], rounds
+        assert [(r["iteration"], len(r["starts"]), len(r["kept"])) for r in rounds] == [(14, 6, 3), (18, 3, 1)], rounds
         assert rounds[1]["starts"] == rounds[0]["kept"] and job.starts[h]["kept"] == rounds[1]["kept"][0]
         assert job.runs[h].start == job.starts[h]["kept"] and job.stage == "final"
+
+
+def test_start_radii():
+    """The starts compete until the radius has grown 1.15 x / 1.3 x past the initial one and the particle spans
+    5 / 6 resolution elements, whichever comes later, and not past the maximum radius."""
+    box, rp = 64, 27.2  # the 2 A/px demo case: a 108.8 A window, 1.176 Fourier px per element
+    el = box / (2 * rp)
+    # from 20 A (6.4 px, 5.4 elements): the growth decides, as before the element rule
+    assert starts.start_radii(6.4, 12.8, rp, box) == pytest.approx((1.15 * 6.4, 1.3 * 6.4))
+    # from 35 A (3.66 px, 3.1 elements): 21.8 and 18.1 A, not 30 and 27 A
+    h, s = starts.start_radii(3.657, 12.8, rp, box)
+    assert (h, s) == pytest.approx((5 * el, 6 * el)) and 2 * rp * h / box == pytest.approx(5.0)
+    assert 64 * 2.0 / h == pytest.approx(21.76, abs=0.01) and 64 * 2.0 / s == pytest.approx(18.13, abs=0.01)
+    # a maximum resolution coarser than both: the choice is made at the maximum radius
+    assert starts.start_radii(3.657, 5.0, rp, box) == (5.0, 5.0)
