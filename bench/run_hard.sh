@@ -151,3 +151,20 @@ $PY bench/em_passes.py DIR --shape $S/1tii.pdb --apix 2.5 --snr 0.01 --n 10000 -
 # session 16: the realistic junk cell with 30,000 particles, from random starts and from the truth
 $PY bench/hard.py --shape demo --snr 0.01 --n 30000 --junk 0.2 --realistic --seeds 0 --params "$P" --out bench/results/real16.jsonl
 $PY bench/hard.py --shape demo --snr 0.01 --n 30000 --junk 0.2 --realistic --seeds 0 --oracle-only --params "$P" --out bench/results/real16.jsonl
+# session 17: the junk cell over five seeds (engine of 052e49d), and seed 2 again with the starts chosen by
+# starts.start_radii (the element rule), then seed 4 of the clean cell and seed 1 of the junk cell with it
+$PY bench/hard.py --shape demo --snr 0.01 --n 10000 --junk 0.2 --seeds 0 1 2 3 4 --params "$P" --out bench/results/junk17.jsonl
+$PY bench/hard.py --shape demo --snr 0.01 --n 10000 --junk 0.2 --seeds 2 --params "$P" --out bench/results/junk17.jsonl
+$PY bench/hard.py --shape demo --snr 0.01 --n 10000 --seeds 4 --params "$P" --out bench/results/junk17.jsonl
+$PY bench/hard.py --shape demo --snr 0.01 --n 10000 --junk 0.2 --seeds 1 --params "$P" --out bench/results/junk17.jsonl
+# session 17: a sharpened posterior after the annealing at SNR 0.005 (T = 1: the job's)
+$PY bench/trace.py --snr 0.005 --n 10000 --seed 4 --starts 2 --iters 140 --every 20 --temperature-after 1.0
+$PY bench/trace.py --snr 0.005 --n 10000 --seed 4 --starts 2 --iters 140 --every 20 --temperature-after 0.5
+# session 17: where the realistic junk cell is lost (random starts, the true map, a slower ramp from 25 A)
+R="--snr 0.01 --n 10000 --seed 0 --junk 0.2 --realistic"
+Q='{"max_res_A": 10.0, "init_res_A": 25.0, "init_iters": 100, "final_iters": 30, "radius_step": 0.02, "init_minibatch": 300, "final_minibatch": 300, "minibatch_switch_iter": 300, "lr_duration": 100, "align_every": 50}'
+$PY bench/trace.py $R --starts 2 --iters 400 --every 40 --params "$P"
+$PY bench/trace.py $R --starts 1 --oracle --iters 400 --every 40 --params "$P"
+$PY bench/trace.py $R --starts 2 --iters 440 --every 40 --params "$Q"
+# session 17: RELION's SGD on the SNR 0.005 cell (one thread)
+$PY bench/peers.py --shape demo --snr 0.005 --n 10000 --seeds 4 --relion-iters 25 100 25 --threads 1 --out bench/results/peers17.jsonl
