@@ -398,8 +398,9 @@ def run_job(particles, out_dir: str, params: JobParams, resume: bool = False, lo
     ckpt = os.path.join(out_dir, outdir.CHECKPOINT)
     if resume and not os.path.exists(ckpt):
         raise JobInputError(f"--continue: no checkpoint in {out_dir}; run without --continue to start")
-    outdir.preflight(out_dir, ps.box, n_use, params.pad, resume=resume, overwrite=overwrite, say=log)
+    outdir.preflight(out_dir, ps.box, n_use, params.pad)
     with outdir.JobLock(out_dir, say=log):
+        outdir.previous_outputs(out_dir, resume=resume, overwrite=overwrite, say=log)
         job = Job(ps, out_dir, params, log=log)
         if resume:
             job.load()

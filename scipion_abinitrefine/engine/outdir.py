@@ -1,10 +1,11 @@
 """The output directory: checked before any compute, locked while a job runs, written atomically.
 
-* :func:`preflight` creates the directory, proves it writable with a real write, estimates the space the
-  checkpoint and the outputs need against what is free, and refuses a directory that holds another job's
-  outputs unless asked to overwrite them.
+* :func:`preflight` creates the directory, proves it writable with a real write, and estimates the space
+  the checkpoint and the outputs need against what is free.
 * :class:`JobLock` (``.abinitrefine.lock``: pid and host) keeps a second job out of a directory in use;
   a lock left by a dead process on this host is taken over.
+* :func:`previous_outputs`, under the lock, refuses a directory that holds another job's outputs unless
+  asked to overwrite them (a job still running there is refused by the lock first: its files are safe).
 * :func:`atomic` writes a file under a name unique to this process and renames it into place, so a killed
   job or a full disk never leaves a truncated output under its final name; a failed write removes its
   temporary file and says what to free. ``result.json`` is written last: it is the manifest of a complete set.
@@ -41,9 +42,9 @@ def estimate_bytes(box: int, n_particles: int, pad: int = 2) -> int:
     return 2 * checkpoint + maps + n_particles * 600 + 2_000_000  # STAR rows, figures, logs
 
 
-def preflight(out_dir: str, box: int, n_particles: int, pad: int = 2, resume: bool = False,
-              overwrite: bool = False, say=print) -> None:
-    """Everything about ``out_dir`` that can fail, checked before the compute (raises :class:`OutputError`)."""
+def preflight(out_dir: str, box: int, n_particles: int, pad: int = 2) -> None:
+    """Everything about ``out_dir`` that can fail, checked before the compute (raises :class:`OutputError`):
+    created, writable, room for the checkpoint and the outputs. Then, under the lock: :func:`previous_outputs`."""
     try:
         os.makedirs(out_dir, exist_ok=True)
     except OSError as e:
@@ -66,6 +67,12 @@ def preflight(out_dir: str, box: int, n_particles: int, pad: int = 2, resume: bo
     if free < need:
         raise OutputError(f"the output directory '{out_dir}' has {free / 2**20:.0f} MiB free; this job needs about "
                           f"{need / 2**20:.0f} MiB (checkpoint and outputs): free space or choose another --out")
+
+
+def previous_outputs(out_dir: str, resume: bool = False, overwrite: bool = False, say=print) -> None:
+    """Refuse a directory that holds another job's outputs or checkpoint (raises :class:`OutputError`), or with
+    ``overwrite`` remove them. Call it holding the directory's :class:`JobLock`: a job still running there must
+    be refused as running (not told to --continue), and ``--overwrite`` must not delete its files."""
     if resume:
         return
     old = [f for f in OUTPUTS + (CHECKPOINT,) if os.path.exists(os.path.join(out_dir, f))]

@@ -195,14 +195,22 @@ def reference(data):
     while not (out / outdir.LOCK).exists() and time.time() - t0 < 120 and first.poll() is None:
         time.sleep(0.1)
     second = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    # --overwrite while it runs: refused as well, and nothing of the running job's is removed
+    third = subprocess.run(cmd + ["--overwrite"], capture_output=True, text=True, timeout=120)
+    running = first.poll() is None
     so, se = first.communicate(timeout=600)
     assert first.returncode == 0, so + se
-    return dict(out=out, cmd=cmd, second=second)
+    return dict(out=out, cmd=cmd, second=second, third=third, running=running, first_out=so)
 
 
 def test_two_jobs_in_one_directory(reference):
     second = reference["second"]
     assert_user_error(second.returncode, second.stderr, "another job (pid")
+    # refused as running whether or not the first job has written its checkpoint yet; with --overwrite too
+    assert "--continue" not in second.stderr, second.stderr
+    assert reference["running"], "the first job ended before the second and third were refused: a longer job"
+    assert_user_error(reference["third"].returncode, reference["third"].stderr, "another job (pid")
+    assert "removed the previous job's outputs" not in reference["third"].stdout + reference["third"].stderr
     res = json.load(open(reference["out"] / "result.json"))  # the first job's complete set
     assert res["n_used"] > 0 and not (reference["out"] / outdir.LOCK).exists()
     assert (reference["out"] / outdir.CHECKPOINT).exists()  # kept when asked
@@ -217,7 +225,7 @@ def test_rerun_in_a_finished_directory_is_refused_unless_overwrite(reference, da
     assert_user_error(rc, err, "another job's outputs", "--overwrite")
     assert checksums(out) == before
     messages = []
-    outdir.preflight(str(out), 32, 240, overwrite=True, say=messages.append)
+    outdir.previous_outputs(str(out), overwrite=True, say=messages.append)
     assert not any(os.path.exists(out / f) for f in outdir.OUTPUTS) and messages
 
 
