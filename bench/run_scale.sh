@@ -43,3 +43,6 @@ for rev in 2c56fd3 82f9243; do  # each in a worktree at $rev, PYTHONPATH=$wt
   /usr/bin/time -v .venv/bin/python -m scipion_abinitrefine.cli run $A --out /tmp/b128_$rev
 done
 .venv/bin/python bench/scale.py --boxes 64 256 --res 35 --iters 8 --out /tmp/scale16.jsonl
+# session 17: the demo before / after the random starts' element rule (starts.start_radii), one after the other
+bash bench/demo_time.sh 052e49d bench/results/demo_052e49d.json
+bash bench/demo_time.sh 4caca33 bench/results/demo_4caca33.json
