@@ -12,9 +12,10 @@ import numpy as np
 # is safe where picking the best is not yet) and the best one at 1.3 x: twice the starts for ~1.6 x the cost.
 START_HALVING_GROWTH = 1.15
 START_SELECT_GROWTH = 1.3
-# ... and until the particle spans this many resolution elements (its diameter over the resolution): a start
-# is told from another by the particle's shape, which a coarse initial resolution does not show. From the
-# default 35 A (the ~77 A demo particle: 3 elements) 1.15 x and 1.3 x are 30 and 27 A, where 8 starts scored
+# ... and until the particle window (the mask diameter; by default 85% of the box) spans this many resolution
+# elements (its diameter over the resolution): a start is told from another by the particle's shape, which a
+# coarse initial resolution does not show. From the default 35 A (the demo's 109 A window: 3.1 elements,
+# around a ~77 A particle) 1.15 x and 1.3 x are 30 and 27 A, where 8 starts scored
 # within 0.03-0.05 of each other and one half of a 20% junk case kept a partly wrong start (16 A to the truth,
 # median pose error 76 deg); chosen at 23 / 17.5 A that half reached 10.9 A and 27 deg. From 20 A (5.4
 # elements) the growth factors above decide, as before.
