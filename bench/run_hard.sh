@@ -157,6 +157,7 @@ $PY bench/hard.py --shape demo --snr 0.01 --n 10000 --junk 0.2 --seeds 0 1 2 3 4
 $PY bench/hard.py --shape demo --snr 0.01 --n 10000 --junk 0.2 --seeds 2 --params "$P" --out bench/results/junk17.jsonl
 $PY bench/hard.py --shape demo --snr 0.01 --n 10000 --seeds 4 --params "$P" --out bench/results/junk17.jsonl
 $PY bench/hard.py --shape demo --snr 0.01 --n 10000 --junk 0.2 --seeds 1 --params "$P" --out bench/results/junk17.jsonl
+$PY bench/hard.py --shape demo --snr 0.01 --n 10000 --junk 0.2 --seeds 0 3 --params "$P" --out bench/results/junk17.jsonl
 # session 17: a sharpened posterior after the annealing at SNR 0.005 (T = 1: the job's)
 $PY bench/trace.py --snr 0.005 --n 10000 --seed 4 --starts 2 --iters 140 --every 20 --temperature-after 1.0
 $PY bench/trace.py --snr 0.005 --n 10000 --seed 4 --starts 2 --iters 140 --every 20 --temperature-after 0.5
