@@ -164,13 +164,13 @@ class PoseSearch:
                       ph0=fourier.shift_phases(kx[:m0], ky[:m0], shifts, self.box, xp),  # (S, m0)
                       P0r=xp.ascontiguousarray(xp.concatenate([P0.real, P0.imag], axis=1).astype(np.float32).T),
                       P0n=xp.ascontiguousarray((xp.abs(P0) ** 2).astype(np.float32).T))  # (2 m0, nR), (m0, nR)
-        ctx.edges = chunk_edges(B, self.chunk)
-        bounds = _split(ctx.edges, 1 if return_ll0 else self.workers())
+        edges = chunk_edges(B, self.chunk)
+        bounds = _split(edges, 1 if return_ll0 else self.workers())
 
         def run(ab):
             a, b = ab
             return self._search_part(ctx, X[a:b], C[a:b], None if U is None else U[a:b],
-                                     ctx.edges[(ctx.edges >= a) & (ctx.edges <= b)] - a)
+                                     edges[(edges >= a) & (edges <= b)] - a)
 
         parts = [run(bounds[0])] if len(bounds) == 1 else list(_pool(len(bounds)).map(run, bounds))
         h = be.to_host
@@ -405,7 +405,6 @@ class _Level0:
     ph0: object
     P0r: object
     P0n: object
-    edges: object = None  # the batch's chunk grid (``chunk_edges``)
 
 
 def chunk_edges(B: int, chunk: int) -> np.ndarray:
