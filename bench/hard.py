@@ -103,6 +103,13 @@ def truth_scores(vol, ps, truth_vol, t, apix):
                 within10=float(np.mean(err < 10)), within10_mate=float(np.mean(err2 < 10)))
 
 
+def half_truth_scores(a, b, ps, truth_vol, t, apix) -> dict:
+    """Each half-map and its own particles' poses against the truth: a half can be wrong where the
+    average of the two, and the poses over both halves, still look right."""
+    return {name: truth_scores(vol, ps.subset(np.flatnonzero(ps.half == h)), truth_vol, t, apix)
+            for name, h, vol in (("A", 1, a), ("B", 2, b))}
+
+
 def mark_used(run, out, half: int) -> np.ndarray:
     """Mark as seen, in SGD run ``run``, exactly the particles of half-set ``half`` (1 = A, 2 = B) in the
     job's output particle set ``out``; returns their positions in the run (the after-the-fact scripts)."""
@@ -119,6 +126,7 @@ def evaluate(out_dir, truth_vol, t, apix):
     b, _ = io.read_mrc(os.path.join(out_dir, "half_map_B.mrc"))
     ps = io.read_star(os.path.join(out_dir, "particles.star"))
     o = truth_scores(0.5 * (a + b), ps, truth_vol, t, apix)
+    o["halves"] = half_truth_scores(a, b, ps, truth_vol, t, apix)
     if t["junk"].any() and ps.loglik is not None:
         # junk detection: the lowest 20% of the log-likelihood gain, normalised per half-set
         score = ps.loglik.copy()

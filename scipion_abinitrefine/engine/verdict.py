@@ -53,6 +53,15 @@ AXIS_MIN_IMAGES = 20
 # the orientations; failed runs of an elongated particle and a ring at SNR 0.005 5.6% / 20% with axes at 5.9x /
 # 10.5x chance (the elongated one: 13% + 17% agreeing, which the axis alone would have called converged)
 AXIS_MAX_POSE_SPREAD = 0.03
+# One half worse than the other (:func:`halves.map_preference`): the images of both halves are explained
+# better by one half's map than by the other's, by more than MAP_PREFERENCE_Z standard errors and more than
+# MAP_PREFERENCE_MIN of the images' mean evidence. A half can fail beside a right one; where it still agrees
+# with it past the alignment resolution (a partly wrong half), nothing else in the verdict shows it. Measured
+# (SNR 0.01, 20% junk, 1,000 images per half; bench/RESULTS.rst): four runs with two right halves (one pair
+# 10.9 / 8.6 A to the truth) |z| <= 0.7 and <= 0.3% of the evidence; a half that failed (19 A, poses wrong)
+# beside a right one z = 9, 6.3%; a right half-map mixed 60:40 with itself turned 60 deg z = 4.7, 8.4%.
+MAP_PREFERENCE_Z = 4.0
+MAP_PREFERENCE_MIN = 0.02
 
 
 def noise_fsc_sigma(mask: np.ndarray) -> np.ndarray:
@@ -124,6 +133,27 @@ def pose_problems(poses: dict | None) -> list[str]:
     return out
 
 
+def worse_half(poses: dict | None) -> dict | None:
+    """The half whose map explains the images clearly worse than the other's (see ``MAP_PREFERENCE_Z``):
+    a dict 'worse', 'better', 'deficit' (nat per image), 'z', 'relative' (of the mean evidence); None if
+    neither is."""
+    mp = (poses or {}).get("map_preference")
+    if not mp or not mp["images"] or not np.isfinite(mp["se"]) or mp["se"] <= 0 or mp["evidence"] <= 0:
+        return None
+    d = mp["a_minus_b"]
+    z, rel = abs(d) / mp["se"], abs(d) / mp["evidence"]
+    if z < MAP_PREFERENCE_Z or rel < MAP_PREFERENCE_MIN:
+        return None
+    worse, better = ("B", "A") if d > 0 else ("A", "B")
+    return dict(worse=worse, better=better, deficit=abs(d), z=z, relative=rel)
+
+
+def _worse_half_txt(w: dict, images: int) -> str:
+    return (f"half {w['worse']}'s map explains the images of both halves worse than half {w['better']}'s "
+            f"(by {w['deficit']:.2f} nat per image, {100 * w['relative']:.0f}% of their mean evidence, "
+            f"{w['z']:.0f} standard errors over {images} images)")
+
+
 def convergence_verdict(gs: dict, box: int, apix: float, align_res_A: float, max_res_A: float,
                         align_cc: float | None = None, poses: dict | None = None) -> dict:
     """Verdict from the gold-standard FSC (:func:`fsc.gold_standard_fsc` output).
@@ -151,17 +181,27 @@ def convergence_verdict(gs: dict, box: int, apix: float, align_res_A: float, max
     band_txt = f"{out['band_A'][0]:.1f}-{out['band_A'][1]:.1f} A"
     why = pose_problems(poses)
     weak = poses is not None and poses["images"] and agreeing_fraction(poses) < CONFIDENT_POSE_AGREEMENT
-    out.update(verdict=FAILED if not ok or why else UNCERTAIN if weak else CONVERGED,
-               agreement_beyond_alignment=agree, noise_level=noise)
+    worse = worse_half(poses)
+    out.update(verdict=FAILED if not ok or why else UNCERTAIN if weak or worse else CONVERGED,
+               agreement_beyond_alignment=agree, noise_level=noise, worse_half=worse)
     pose_txt = ("" if poses is None else f"; {_same_pose_txt(poses)}, their pose posterior spans "
                 f"{100 * poses['ess_fraction']:.1f}% of the orientations")
     if ok and not why and weak:
         out["message"] = (f"WARNING: UNCERTAIN: the two halves' maps agree past the alignment resolution (mean "
                           f"corrected FSC {agree:.2f} at {band_txt}), but only {_same_pose_txt(poses)} "
-                          f"(converged runs: >= {100 * CONFIDENT_POSE_AGREEMENT:.0f}%). The "
+                          f"(converged runs: >= {100 * CONFIDENT_POSE_AGREEMENT:.0f}%)"
+                          f"{'; ' + _worse_half_txt(worse, poses['map_preference']['images']) if worse else ''}. The "
                           f"map may be a partial structure, or a shape both halves share without the data "
                           f"supporting it: check it (2D class averages against its projections, more particles, "
                           f"more random starts) before refining it further")
+    elif ok and not why and worse:
+        out["message"] = (f"WARNING: UNCERTAIN: the two halves' maps agree past the alignment resolution (mean "
+                          f"corrected FSC {agree:.2f} at {band_txt}), but "
+                          f"{_worse_half_txt(worse, poses['map_preference']['images'])}: half {worse['worse']} "
+                          f"may have settled on a partly wrong structure, which the averaged map and the "
+                          f"gold-standard FSC mix in. Look at the two half-maps; re-run with another seed or more "
+                          f"random starts, or take half {worse['better']}'s map as the reference of a "
+                          f"refinement")
     elif ok and not why:
         out["message"] = (f"CONVERGED: the two independent halves agree past the alignment resolution "
                           f"(mean corrected FSC {agree:.2f} at {band_txt}; unrelated maps give < {thr:.2f})"
@@ -178,4 +218,9 @@ def convergence_verdict(gs: dict, box: int, apix: float, align_res_A: float, max
                           f"maps give: < {thr:.2f}). The halves found different structures: do not trust "
                           f"this map. Try more particles, a finer initial resolution, or check the data "
                           f"(junk, CTF, pixel size)")
+        if worse:  # which half failed, when the images say so: the other may still be right
+            better_file = names.OUT_HALF_A if worse["better"] == "A" else names.OUT_HALF_B
+            out["message"] += (f". Of the two, {_worse_half_txt(worse, poses['map_preference']['images'])}: "
+                               f"half {worse['better']}'s map ({better_file}) is the better candidate, not a "
+                               f"validated one")
     return out

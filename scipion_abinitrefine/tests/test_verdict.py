@@ -141,3 +141,88 @@ def test_turns_about_one_axis_count_as_agreement_up_to_that_turn(truth):
     v = verdict.convergence_verdict(gs, BOX, APIX, ALIGN, MAXRES,
                                     poses={**_poses(0.15, spread=0.04), "axis": axis})
     assert v["verdict"] == "uncertain" and "turn about one axis" not in v["message"], v
+
+
+def test_one_half_explaining_the_images_worse_is_uncertain(truth):
+    """Maps that agree and poses that agree, but one half's map explains the images of both halves clearly
+    worse than the other's (a half partly wrong): "uncertain", naming the worse half; a difference within
+    the noise, or too small a part of the evidence, leaves "converged"."""
+    s = 0.5 * truth.std()
+    gs = fsc.gold_standard_fsc(truth + _noise(1, s), truth + _noise(2, s), APIX)
+
+    def judge(a_minus_b, se):
+        mp = dict(images=800, a_minus_b=a_minus_b, se=se, evidence=3.5)
+        return verdict.convergence_verdict(gs, BOX, APIX, ALIGN, MAXRES, poses={**_poses(0.6), "map_preference": mp})
+
+    v = judge(-0.4, 0.08)  # B's map better by 11% of the evidence, 5 standard errors
+    assert v["verdict"] == "uncertain" and v["worse_half"]["worse"] == "A", v
+    assert "half A's map explains the images of both halves worse than half B's" in v["message"], v
+    assert judge(0.4, 0.08)["worse_half"]["worse"] == "B"
+    assert judge(0.4, 0.12)["verdict"] == "converged"  # 3.3 standard errors: within the noise
+    v = judge(0.05, 0.01)  # significant, but 1.4% of the evidence
+    assert v["verdict"] == "converged" and v["worse_half"] is None, v
+
+
+def _half_runs(tmp_path, map_a, map_b, n=400, snr=0.1):
+    """A job's two halves on particles simulated from ``truth`` (box 48), with the given maps as their final
+    models (the job's noise model from the images, the true poses as their own)."""
+    from scipion_abinitrefine.engine import io, noise, so3
+    from scipion_abinitrefine.engine.job import Job, JobParams
+
+    truth = simulate.make_phantom(BOX, APIX)
+    images, t = simulate.simulate_particles(truth, n, APIX, snr=snr, seed=5)
+    tmp_path.mkdir()
+    stack = str(tmp_path / "p.mrcs")
+    io.write_stack(stack, images, APIX)
+    ps = io.ParticleSet(image_names=np.array([f"{i + 1}@p.mrcs" for i in range(n)], dtype=object),
+                        stack_paths=np.array([stack] * n, dtype=object), stack_index=np.arange(n), apix=APIX,
+                        box=BOX, ctf=t["ctf"])
+    job = Job(ps, str(tmp_path / "out"), JobParams(max_res_A=MAXRES, backend="cpu", n_starts=1, seed=1), log=None)
+    R = so3.euler_to_matrix(t["rot"], t["tilt"], t["psi"]).astype(np.float32)
+    for run, vol in ((job.runs["A"], map_a), (job.runs["B"], map_b)):
+        run.set_working_radius(run.r_max)
+        run.set_model_volume(vol / t["noise_sigma"])
+        X, _, m = run.batch_points(np.arange(len(run.idx)), run.r_max)
+        run.s2_shell = noise.initial_noise(run.shell, X, m)
+        run.seen[:] = True
+        run.R[:] = R[run.idx]
+    return job.runs["A"], job.runs["B"]
+
+
+def test_map_preference_finds_the_half_that_explains_the_images_worse(truth, tmp_path):
+    """Real images of both halves against two maps: the true map and one half wrong (the truth averaged with
+    a copy turned 60 deg): the images prefer the true map, and the verdict's rule names the wrong half. Two
+    maps of the truth (independent noise on each) leave no preference beyond the noise."""
+    from scipion_abinitrefine.engine import halves, so3
+
+    turned = align.transform_map(truth, align.MapAlignment(R=so3.axis_angle_to_matrix(
+        np.radians(60.0) * np.array([0.3, 0.5, 0.81]) / np.linalg.norm([0.3, 0.5, 0.81])),
+                                                           shift=np.zeros(3), flip=False, score=0.0))
+    A, B = _half_runs(tmp_path / "wrong", truth, 0.5 * (truth + turned))
+    res = halves.cross_pose_agreement(A, B, n_images=200, seed=0)
+    mp = res["map_preference"]
+    assert mp["images"] == 400 and mp["a_minus_b"] > 0, mp
+    w = verdict.worse_half(res)
+    assert w is not None and w["worse"] == "B" and w["better"] == "A", mp
+    # half A's images on the true map keep their true poses; against B's map, far fewer do
+    assert res["per_half"]["A"]["fraction"] < res["per_half"]["B"]["fraction"], res["per_half"]
+    s = 0.1 * truth.std()
+    A, B = _half_runs(tmp_path / "right", truth + _noise(7, s), truth + _noise(8, s))
+    res = halves.cross_pose_agreement(A, B, n_images=200, seed=0)
+    mp = res["map_preference"]
+    assert abs(mp["a_minus_b"]) < 4 * mp["se"] and verdict.worse_half(res) is None, mp
+
+
+def test_failed_halves_name_the_better_candidate(truth):
+    """Halves that found different structures: NOT CONVERGED whatever the images prefer, and when they clearly
+    prefer one half's map the message names it (and its file) as the better candidate."""
+    other = simulate.make_phantom(BOX, APIX, seed=3, shape="compact")
+    s = 0.2 * truth.std()
+    gs = fsc.gold_standard_fsc(truth + _noise(5, s), other * (truth.sum() / other.sum()) + _noise(6, s), APIX)
+    mp = dict(images=2000, a_minus_b=0.21, se=0.023, evidence=3.36)  # measured: a half that failed beside a right one
+    v = verdict.convergence_verdict(gs, BOX, APIX, ALIGN, MAXRES, poses={**_poses(0.13), "map_preference": mp})
+    assert v["verdict"] == "failed" and "NOT CONVERGED" in v["message"], v
+    assert "half A's map (half_map_A.mrc) is the better candidate" in v["message"], v
+    v = verdict.convergence_verdict(gs, BOX, APIX, ALIGN, MAXRES, poses={**_poses(0.13), "map_preference": {
+        **mp, "a_minus_b": 0.01}})
+    assert v["verdict"] == "failed" and "better candidate" not in v["message"], v
