@@ -185,9 +185,15 @@ def cross_pose_agreement(A, B, n_images: int = CROSS_IMAGES, seed: int = 0, deta
     (a shape whose projections barely depend on the view) agree as maps but not on poses, because each
     image's pose is then decided by the maps' independent noise.
 
+    The same images are also searched against their own half's model, with the same points and noise model,
+    which gives each image's log evidence under both maps (:func:`map_preference`): a half that failed, or
+    partly failed, beside a right one explains the images of both halves worse, even its own.
+
     Returns a dict: 'fraction' (of images within ``CROSS_TOLERANCE_DEG``), 'median_deg', 'chance' (the
     fraction random poses give, counting symmetry mates), 'images', 'tolerance_deg', 'ess_fraction' (the
-    median 3D ESS of those searches over the number of rotations searched).
+    median 3D ESS of those searches over the number of rotations searched), 'axis' (:func:`pose_axis`),
+    'per_half' (per half's images: 'images', 'fraction', mean 'evidence_own' / 'evidence_other') and, when
+    both halves have seen images, 'map_preference' (:func:`map_preference`).
     """
     from . import fourier
     from .reconstruct import image_points

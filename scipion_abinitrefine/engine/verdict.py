@@ -21,6 +21,13 @@ pose fits it equally well.) Between ``MIN_POSE_AGREEMENT`` and ``CONFIDENT_POSE_
 started from the true map on data too poor for it 0.26 (docs/design.rst). Images whose two poses differ by a
 turn about one axis that many disagreeing images share (:func:`halves.pose_axis`: an elongated, flat or
 pseudo-symmetric particle whose turn about that axis the data do not fix) count as agreeing up to that turn.
+
+Both tests are symmetric in the halves: one half that failed beside a right one can leave the maps agreeing
+past the alignment resolution (partly) and a third of the images on the same poses. The third test asks
+which map the images prefer (:func:`halves.map_preference`: the log evidence of the same images of both
+halves under each map): right pairs show no preference beyond the noise; a clear one
+(``MAP_PREFERENCE_Z``, ``MAP_PREFERENCE_MIN``) makes a converged run "uncertain" and names the worse half, and
+in a failed run names the better half-map as the candidate to check.
 """
 from __future__ import annotations
 
