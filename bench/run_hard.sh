@@ -169,3 +169,15 @@ $PY bench/trace.py $R --starts 1 --oracle --iters 400 --every 40 --params "$P"
 $PY bench/trace.py $R --starts 2 --iters 440 --every 40 --params "$Q"
 # session 17: RELION's SGD on the SNR 0.005 cell (one thread)
 $PY bench/peers.py --shape demo --snr 0.005 --n 10000 --seeds 4 --relion-iters 25 100 25 --threads 1 --out bench/results/peers17.jsonl
+# session 18: the verdict's map preference (which half's map explains the images), on runs with two right
+# halves and on one with a failed half (one random start per half, so that a half can fail), then each case
+# dir scored after the fact (DIR: the row's "dir"), and half B spoiled in known ways
+P1='{"max_res_A": 10.0, "init_res_A": 35.0, "init_iters": 200, "final_iters": 30, "radius_step": 0.04, "init_minibatch": 90, "final_minibatch": 300, "minibatch_switch_iter": 300, "lr_duration": 100, "align_every": 50, "n_starts": 1}'
+$PY bench/hard.py --shape demo --snr 0.01 --n 10000 --junk 0.2 --seeds 0 1 3 4 --params "$P1" --out bench/results/pref18.jsonl
+$PY bench/hard.py --shape demo --snr 0.01 --n 10000 --junk 0.2 --seeds 2 --params "$P" --out bench/results/pref18.jsonl  # at 052e49d
+$PY bench/hard.py --shape demo --snr 0.05 --n 10000 --seeds 4 --params "$P" --out bench/results/pref18.jsonl
+$PY bench/hard.py --shape $S/1a28.pdb.gz --apix 2.5 --snr 0.01 --n 10000 --seeds 0 --params "$P" --out bench/results/pref18.jsonl
+$PY bench/pose_agreement.py DIR --junk 0.2 --seed N --truth
+$PY bench/map_preference.py DIR --seed 2  # the seed-2 row's DIR
+# session 18: RELION's SGD on the realistic junk cell (two threads)
+$PY bench/peers.py --shape demo --snr 0.01 --n 10000 --junk 0.2 --realistic --seeds 0 --relion-iters 25 100 25 --threads 2 --out bench/results/peers18.jsonl

@@ -66,7 +66,8 @@ AXIS_MAX_POSE_SPREAD = 0.03
 # with it past the alignment resolution (a partly wrong half), nothing else in the verdict shows it. Measured
 # (SNR 0.01, 20% junk, 1,000 images per half; bench/RESULTS.rst): four runs with two right halves (one pair
 # 10.9 / 8.6 A to the truth) |z| <= 0.7 and <= 0.3% of the evidence; a half that failed (19 A, poses wrong)
-# beside a right one z = 9, 6.3%; a right half-map mixed 60:40 with itself turned 60 deg z = 4.7, 8.4%.
+# beside a right one z = 9, 6.3%; a right half-map mixed 60:40 with itself turned 60 deg z = 5.4, 6.9%
+# (70:30: z = 1.0, not seen).
 MAP_PREFERENCE_Z = 4.0
 MAP_PREFERENCE_MIN = 0.02
 
