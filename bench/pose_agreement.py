@@ -5,10 +5,11 @@
 
 ``DIR`` holds the case's ``p.star`` / ``p.mrcs`` and the job's ``out/``. Each half's final half-map becomes
 its model, the per-shell noise model comes from 300 of its images, and the final poses from
-``out/particles.star``; then 400 images per half are searched against the other half's map, and against
-their own (the per-half evidence: how much better the other half's map explains a half's images). (The job
-itself uses its own noise models: numbers agree to a few per cent.) ``--truth`` with the case's options
-(those of ``hard.py``): each half-map and its particles' poses scored against the truth as well.
+``out/particles.star``; then 1,000 images per half (the job's count) are searched against the other half's
+map, and against their own (which map the images prefer: ``halves.map_preference``). The job itself uses
+its own noise models and the SGD's models: the pose numbers agree to a few per cent, the evidence is on
+another scale. ``--truth`` with the case's options (those of ``hard.py``): each half-map and its
+particles' poses scored against the truth as well.
 """
 from __future__ import annotations
 
