@@ -181,3 +181,6 @@ $PY bench/pose_agreement.py DIR --junk 0.2 --seed N --truth
 $PY bench/map_preference.py DIR --seed 2  # the seed-2 row's DIR
 # session 18: RELION's SGD on the realistic junk cell (two threads)
 $PY bench/peers.py --shape demo --snr 0.01 --n 10000 --junk 0.2 --realistic --seeds 0 --relion-iters 25 100 25 --threads 2 --out bench/results/peers18.jsonl
+# session 18: ours on the same realistic junk cell (compared with the RELION row above)
+$PY bench/hard.py --shape demo --snr 0.01 --n 10000 --junk 0.2 --realistic --seeds 0 --params "$P" --out bench/results/peers18.jsonl
+$PY bench/pose_agreement.py DIR --junk 0.2 --realistic --seed 0  # after the fact, against the final half-maps
