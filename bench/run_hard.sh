@@ -184,3 +184,5 @@ $PY bench/peers.py --shape demo --snr 0.01 --n 10000 --junk 0.2 --realistic --se
 # session 18: ours on the same realistic junk cell (compared with the RELION row above)
 $PY bench/hard.py --shape demo --snr 0.01 --n 10000 --junk 0.2 --realistic --seeds 0 --params "$P" --out bench/results/peers18.jsonl
 $PY bench/pose_agreement.py DIR --junk 0.2 --realistic --seed 0  # after the fact, against the final half-maps
+# session 18: a right pair of a pseudo-symmetric real structure, for the map preference's floor
+$PY bench/hard.py --shape $S/19hc.pdb.gz --apix 2.5 --snr 0.01 --n 10000 --seeds 0 --params "$P" --out bench/results/pref18.jsonl
