@@ -110,6 +110,30 @@ def half_truth_scores(a, b, ps, truth_vol, t, apix) -> dict:
             for name, h, vol in (("A", 1, a), ("B", 2, b))}
 
 
+def halves_from_case(d, seed: int, maps=None):
+    """A finished case's two halves as SGD runs (the after-the-fact scripts): each with a half-map as its model
+    (``maps`` = (A, B) volumes, default the job's half-maps), its noise model from its images, its seen
+    particles and their final poses from ``out/particles.star``. Returns (run A, run B)."""
+    import tempfile
+
+    from scipion_abinitrefine.engine import io, so3
+    from scipion_abinitrefine.engine.job import Job, JobParams
+
+    ps = io.read_star(os.path.join(d, "p.star"))
+    out = io.read_star(os.path.join(d, "out", "particles.star"))
+    if maps is None:
+        maps = [io.read_mrc(os.path.join(d, "out", f"half_map_{n}.mrc"))[0] for n in "AB"]
+    job = Job(ps, tempfile.mkdtemp(prefix="case_"), JobParams(**JOB_PARAMS, n_starts=1, backend="cpu", seed=seed),
+              log=None)
+    R_all = so3.euler_to_matrix(out.rot, out.tilt, out.psi).astype(np.float32)
+    for name, h, vol in (("A", 1, maps[0]), ("B", 2, maps[1])):
+        run = job.runs[name]
+        model_from_map(run, vol)
+        pos = mark_used(run, out, h)
+        run.R[pos] = R_all[out.half == h]
+    return job.runs["A"], job.runs["B"]
+
+
 def mark_used(run, out, half: int) -> np.ndarray:
     """Mark as seen, in SGD run ``run``, exactly the particles of half-set ``half`` (1 = A, 2 = B) in the
     job's output particle set ``out``; returns their positions in the run (the after-the-fact scripts)."""

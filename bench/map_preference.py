@@ -15,13 +15,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 import numpy as np
-from hard import JOB_PARAMS, mark_used, model_from_map
+from hard import halves_from_case
 
 AXIS = np.array([0.3, 0.5, 0.81])
 
@@ -51,24 +50,15 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
 
-    from scipion_abinitrefine.engine import halves, io, so3, verdict
-    from scipion_abinitrefine.engine.job import Job, JobParams
+    from scipion_abinitrefine.engine import halves, io, verdict
 
     ps = io.read_star(os.path.join(a.dir, "p.star"))
-    out = io.read_star(os.path.join(a.dir, "out", "particles.star"))
     A, _ = io.read_mrc(os.path.join(a.dir, "out", "half_map_A.mrc"))
     B, _ = io.read_mrc(os.path.join(a.dir, "out", "half_map_B.mrc"))
-    R_all = so3.euler_to_matrix(out.rot, out.tilt, out.psi).astype(np.float32)
     print(f"{'half B':36s} {'A - B (nat/image)':>20s} {'z':>6s} {'of evidence':>12s} {'same pose':>10s}  flagged")
     for name, Bv in variants(B, ps.box, ps.apix).items():
-        job = Job(ps, tempfile.mkdtemp(prefix="mpref_"), JobParams(**JOB_PARAMS, n_starts=1, backend="cpu",
-                                                                    seed=a.seed), log=None)
-        for half, h, vol in (("A", 1, A), ("B", 2, Bv)):
-            run = job.runs[half]
-            model_from_map(run, vol)
-            pos = mark_used(run, out, h)
-            run.R[pos] = R_all[out.half == h]
-        res = halves.cross_pose_agreement(job.runs["A"], job.runs["B"], seed=a.seed)
+        runs = halves_from_case(a.dir, a.seed, maps=(A, Bv))
+        res = halves.cross_pose_agreement(*runs, seed=a.seed)
         mp = res["map_preference"]
         w = verdict.worse_half(res)
         print(f"{name:36s} {mp['a_minus_b']:+11.3f} +- {mp['se']:.3f} {mp['a_minus_b'] / mp['se']:+6.1f} "

@@ -22,7 +22,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 import numpy as np
-from hard import JOB_PARAMS, add_case_arguments, half_truth_scores, mark_used, model_from_map, simulate_case
+from hard import add_case_arguments, half_truth_scores, halves_from_case, simulate_case
 
 
 def main():
@@ -34,24 +34,12 @@ def main():
     ap.add_argument("--save", help="write the per-image relative rotations and angles here (.npz)")
     a = ap.parse_args()
 
-    import tempfile
-
     from scipion_abinitrefine.engine import halves, io, so3, verdict
-    from scipion_abinitrefine.engine.job import Job, JobParams
 
-    ps = io.read_star(os.path.join(a.dir, "p.star"))
     out = io.read_star(os.path.join(a.dir, "out", "particles.star"))
-    job = Job(ps, tempfile.mkdtemp(prefix="pagree_"), JobParams(**JOB_PARAMS, n_starts=1, backend="cpu",
-                                                                 seed=a.seed), log=None)
-    R_all = so3.euler_to_matrix(out.rot, out.tilt, out.psi).astype(np.float32)
-    for name, h in (("A", 1), ("B", 2)):
-        run = job.runs[name]
-        vol, _ = io.read_mrc(os.path.join(a.dir, "out", f"half_map_{name}.mrc"))
-        model_from_map(run, vol)
-        pos = mark_used(run, out, h)
-        run.R[pos] = R_all[out.half == h]
+    A, B = halves_from_case(a.dir, a.seed)
     t0 = time.time()
-    res = halves.cross_pose_agreement(job.runs["A"], job.runs["B"], seed=a.seed, details=True,
+    res = halves.cross_pose_agreement(A, B, seed=a.seed, details=True,
                                       **({"n_images": a.images} if a.images else {}))
     print(f"  cross_pose_agreement: {time.time() - t0:.1f} s")
     Q, ang = res.pop("Q"), res.pop("angles_deg")

@@ -215,10 +215,10 @@ def cross_pose_agreement(A, B, n_images: int = CROSS_IMAGES, seed: int = 0, deta
         kx, ky = other.kx[:m], other.ky[:m]
         G, G_own = other.be.asarray(other.G), own.be.asarray(own.G)
         agree, ev = [], {name: [], other_name: []}
+        s2 = own.noise_per_point(m)
         for a in range(0, len(sel), 128):
             s = sel[a:a + 128]
             X, C = image_points(own.data, own.idx[s], own.rp, kx, ky)
-            s2 = own.noise_per_point(m)
             res = other.searcher.search(G, X, C, s2, kx, ky, r, n_keep=1, top_k=own.p.final_top_k)
             # the same images, points and noise against their own half's map: a paired comparison of the maps
             res_own = own.searcher.search(G_own, X, C, s2, kx, ky, r, n_keep=1, top_k=own.p.final_top_k)

@@ -195,22 +195,21 @@ def convergence_verdict(gs: dict, box: int, apix: float, align_res_A: float, max
                agreement_beyond_alignment=agree, noise_level=noise, worse_half=worse)
     pose_txt = ("" if poses is None else f"; {_same_pose_txt(poses)}, their pose posterior spans "
                 f"{100 * poses['ess_fraction']:.1f}% of the orientations")
+    worse_txt = _worse_half_txt(worse, poses["map_preference"]["images"]) if worse else ""
+    uncertain = (f"WARNING: UNCERTAIN: the two halves' maps agree past the alignment resolution (mean corrected "
+                 f"FSC {agree:.2f} at {band_txt}), but ")
     if ok and not why and weak:
-        out["message"] = (f"WARNING: UNCERTAIN: the two halves' maps agree past the alignment resolution (mean "
-                          f"corrected FSC {agree:.2f} at {band_txt}), but only {_same_pose_txt(poses)} "
+        out["message"] = (f"{uncertain}only {_same_pose_txt(poses)} "
                           f"(converged runs: >= {100 * CONFIDENT_POSE_AGREEMENT:.0f}%)"
-                          f"{'; ' + _worse_half_txt(worse, poses['map_preference']['images']) if worse else ''}. The "
+                          f"{'; ' + worse_txt if worse else ''}. The "
                           f"map may be a partial structure, or a shape both halves share without the data "
                           f"supporting it: check it (2D class averages against its projections, more particles, "
                           f"more random starts) before refining it further")
     elif ok and not why and worse:
-        out["message"] = (f"WARNING: UNCERTAIN: the two halves' maps agree past the alignment resolution (mean "
-                          f"corrected FSC {agree:.2f} at {band_txt}), but "
-                          f"{_worse_half_txt(worse, poses['map_preference']['images'])}: half {worse['worse']} "
-                          f"may have settled on a partly wrong structure, which the averaged map and the "
-                          f"gold-standard FSC mix in. Look at the two half-maps; re-run with another seed or more "
-                          f"random starts, or take half {worse['better']}'s map as the reference of a "
-                          f"refinement")
+        out["message"] = (f"{uncertain}{worse_txt}: half {worse['worse']} may have settled on a partly wrong "
+                          f"structure, which the averaged map and the gold-standard FSC mix in. Look at the two "
+                          f"half-maps; re-run with another seed or more random starts, or take half "
+                          f"{worse['better']}'s map as the reference of a refinement")
     elif ok and not why:
         out["message"] = (f"CONVERGED: the two independent halves agree past the alignment resolution "
                           f"(mean corrected FSC {agree:.2f} at {band_txt}; unrelated maps give < {thr:.2f})"
@@ -229,7 +228,7 @@ def convergence_verdict(gs: dict, box: int, apix: float, align_res_A: float, max
                           f"(junk, CTF, pixel size)")
         if worse:  # which half failed, when the images say so: the other may still be right
             better_file = names.OUT_HALF_A if worse["better"] == "A" else names.OUT_HALF_B
-            out["message"] += (f". Of the two, {_worse_half_txt(worse, poses['map_preference']['images'])}: "
+            out["message"] += (f". Of the two, {worse_txt}: "
                                f"half {worse['better']}'s map ({better_file}) is the better candidate, not a "
                                f"validated one")
     return out
