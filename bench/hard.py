@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -163,16 +164,26 @@ def evaluate(out_dir, truth_vol, t, apix):
     return o
 
 
-def run_case(shape, n, snr, junk, seed, oracle, realistic, params, phantom_symmetry="C1", apix=2.0):
+def run_case(shape, n, snr, junk, seed, oracle, realistic, params, phantom_symmetry="C1", apix=2.0, d=None):
+    """One job on one case; ``d``: its directory (default: a new one), whose data are reused when there (its
+    old ``out/`` is moved to ``out.prev/``). The job keeps its checkpoint, so that ``bench/refinish.py`` can
+    redo its final stage."""
     from scipion_abinitrefine.engine import io
     from scipion_abinitrefine.engine.job import Job, JobParams
 
-    d = tempfile.mkdtemp(prefix="hard_")
-    truth, t = simulate_case(d, shape, n, snr, junk, seed, realistic, symmetry=phantom_symmetry, apix=apix)
+    d = d or tempfile.mkdtemp(prefix="hard_")
+    if not os.path.exists(os.path.join(d, "p.star")):
+        truth, t = simulate_case(d, shape, n, snr, junk, seed, realistic, symmetry=phantom_symmetry, apix=apix)
+    else:
+        truth, t = simulate_case(d, shape, n, snr, junk, seed, realistic, symmetry=phantom_symmetry, apix=apix,
+                                 write=False)
+        if os.path.isdir(os.path.join(d, "out")):
+            shutil.rmtree(os.path.join(d, "out.prev"), ignore_errors=True)
+            os.rename(os.path.join(d, "out"), os.path.join(d, "out.prev"))
     # the oracle starts from the true map, scaled to the normalised images (background std 1 = noise sigma),
     # without annealing (a temperature chosen to flatten the true map's sharp posteriors would blur it)
     over = dict(target_ess_fraction=0.0, n_starts=1) if oracle else {}  # one start: the true map
-    p = JobParams(**{**JOB_PARAMS, **params, **over}, backend="cpu", seed=seed)
+    p = JobParams(**{**JOB_PARAMS, "keep_checkpoint": True, **params, **over}, backend="cpu", seed=seed)
     t0, c0 = time.time(), time.process_time()
     job = Job(io.read_star(os.path.join(d, "p.star")), os.path.join(d, "out"), p, log=lambda *a, **k: None)
     if oracle:  # the same job started from the true map in both halves
@@ -217,6 +228,8 @@ def main():
     ap.add_argument("--sym", default="C1", help="the phantom's point group (the job's: --params '{\"symmetry\": ...}');"
                                                 " the median pose error then counts symmetry mates as errors")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "hard.jsonl"))
+    ap.add_argument("--dir", help="the case's directory; a kept case's data are reused (one case: the options "
+                                  "that made it)")
     ap.add_argument("--case", help=argparse.SUPPRESS)
     a = ap.parse_args()
     params = json.loads(a.params)
@@ -226,8 +239,10 @@ def main():
         threads.limit(0)  # what the command line sets up (engine/threads.py)
         shape, n, snr, seed, oracle = a.case.split(":")
         print(json.dumps(run_case(shape, int(n), float(snr), a.junk, int(seed), oracle == "1", a.realistic, params,
-                                  a.sym, a.apix)))
+                                  a.sym, a.apix, a.dir)))
         return
+    if a.dir and len(a.shape) * len(a.snr) * len(a.n) * len(a.seeds) * (2 if a.oracle else 1) > 1:
+        ap.error("--dir reuses one case's data: give one shape, SNR, size and seed (and no --oracle)")
     os.makedirs(os.path.dirname(a.out), exist_ok=True)
     for shape in a.shape:
         for snr in a.snr:
@@ -236,7 +251,7 @@ def main():
                     for oracle in ([1] if a.oracle_only else [0, 1] if a.oracle else [0]):
                         cmd = [sys.executable, __file__, "--case", f"{shape}:{n}:{snr}:{seed}:{oracle}",
                                "--junk", str(a.junk), "--params", a.params, "--sym", a.sym, "--apix", str(a.apix)] + \
-                            (["--realistic"] if a.realistic else [])
+                            (["--realistic"] if a.realistic else []) + (["--dir", a.dir] if a.dir else [])
                         p = subprocess.run(cmd, capture_output=True, text=True)
                         if p.returncode:
                             print(p.stderr[-3000:], file=sys.stderr)
