@@ -46,6 +46,14 @@ def fsc_curve(a, b, mask=None) -> np.ndarray:
     return np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
 
 
+def filter_by_shell(vol, weights) -> np.ndarray:
+    """``vol`` with each integer Fourier shell's coefficients multiplied by ``weights[shell]`` (shells past the
+    last weight, the corners beyond Nyquist, by the last one)."""
+    w = np.asarray(weights, np.float64)
+    sh = np.minimum(_shells(np.shape(vol)), len(w) - 1)
+    return fourier.ift3c(fourier.ft3c(np.asarray(vol, np.float32)) * w[sh]).real.astype(np.float32)
+
+
 def shell_freqs(box: int, apix: float) -> np.ndarray:
     """Spatial frequency (1/A) of shells 0..box//2."""
     return np.arange(box // 2 + 1) / (box * apix)

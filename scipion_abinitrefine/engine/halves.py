@@ -175,7 +175,8 @@ def map_preference(ev_a: np.ndarray, ev_b: np.ndarray) -> dict:
                 evidence=float(0.5 * (np.mean(ev_a) + np.mean(ev_b))) if n else float("nan"))
 
 
-def cross_pose_agreement(A, B, n_images: int = CROSS_IMAGES, seed: int = 0, details: bool = False) -> dict:
+def cross_pose_agreement(A, B, n_images: int = CROSS_IMAGES, seed: int = 0, details: bool = False,
+                         own_evidence: bool = True) -> dict:
     """Do the halves' final models give the same images the same poses?
 
     For up to ``n_images`` seen images of each half: the best pose against the *other* half's final model
@@ -188,6 +189,7 @@ def cross_pose_agreement(A, B, n_images: int = CROSS_IMAGES, seed: int = 0, deta
     The same images are also searched against their own half's model, with the same points and noise model,
     which gives each image's log evidence under both maps (:func:`map_preference`): a half that failed, or
     partly failed, beside a right one explains the images of both halves worse, even its own.
+    ``own_evidence=False`` skips that second search (and 'map_preference').
 
     Returns a dict: 'fraction' (of images within ``CROSS_TOLERANCE_DEG``), 'median_deg', 'chance' (the
     fraction random poses give, counting symmetry mates), 'images', 'tolerance_deg', 'ess_fraction' (the
@@ -221,9 +223,10 @@ def cross_pose_agreement(A, B, n_images: int = CROSS_IMAGES, seed: int = 0, deta
             X, C = image_points(own.data, own.idx[s], own.rp, kx, ky)
             res = other.searcher.search(G, X, C, s2, kx, ky, r, n_keep=1, top_k=own.p.final_top_k)
             # the same images, points and noise against their own half's map: a paired comparison of the maps
-            res_own = own.searcher.search(G_own, X, C, s2, kx, ky, r, n_keep=1, top_k=own.p.final_top_k)
+            if own_evidence:
+                res_own = own.searcher.search(G_own, X, C, s2, kx, ky, r, n_keep=1, top_k=own.p.final_top_k)
+                ev[name].append(np.asarray(res_own.evidence, np.float64))
             ev[other_name].append(np.asarray(res.evidence, np.float64))
-            ev[name].append(np.asarray(res_own.evidence, np.float64))
             Rx = np.asarray(res.R[:, 0], np.float64)
             Ro = own.R[s].astype(np.float64)
             dk = np.array([so3.geodesic_deg(Rx, Ro @ S) for S in sym])
@@ -232,11 +235,12 @@ def cross_pose_agreement(A, B, n_images: int = CROSS_IMAGES, seed: int = 0, deta
             Sk = sym[dk.argmin(0)]  # the closest symmetry mate of the own pose
             rel.append(np.einsum("nba,nbc->nac", Ro @ Sk, Rx))  # (R_own S)^T R_best
             ess.append(np.asarray(res.ess, np.float64) / len(other.searcher.base))
-        for k in ev:
-            ev_by_map[k].append(np.concatenate(ev[k]))
         per_half[name] = dict(images=int(len(sel)), fraction=float(np.mean(np.concatenate(agree))),
-                              evidence_own=float(np.mean(ev_by_map[name][-1])),
-                              evidence_other=float(np.mean(ev_by_map[other_name][-1])))
+                              evidence_other=float(np.mean(np.concatenate(ev[other_name]))))
+        if own_evidence:
+            for k in ev:
+                ev_by_map[k].append(np.concatenate(ev[k]))
+            per_half[name]["evidence_own"] = float(np.mean(ev_by_map[name][-1]))
     ang = np.concatenate(angles) if angles else np.zeros(0)
     Q = np.concatenate(rel) if rel else np.zeros((0, 3, 3))
     out = dict(axis=pose_axis(Q, ang >= CROSS_TOLERANCE_DEG),
@@ -245,7 +249,7 @@ def cross_pose_agreement(A, B, n_images: int = CROSS_IMAGES, seed: int = 0, deta
                chance=chance_within(CROSS_TOLERANCE_DEG) * len(A.sym), images=int(len(ang)),
                tolerance_deg=CROSS_TOLERANCE_DEG,
                ess_fraction=float(np.median(np.concatenate(ess))) if ess else float("nan"), per_half=per_half)
-    if len(per_half) == 2:
+    if own_evidence and len(per_half) == 2:
         out["map_preference"] = map_preference(*(np.concatenate(ev_by_map[k]) for k in "AB"))
     if details:  # per image: the relative rotations and the angles (after-the-fact analyses)
         out.update(Q=Q, angles_deg=ang)

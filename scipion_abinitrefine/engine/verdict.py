@@ -22,10 +22,18 @@ started from the true map on data too poor for it 0.26 (docs/design.rst). Images
 turn about one axis that many disagreeing images share (:func:`halves.pose_axis`: an elongated, flat or
 pseudo-symmetric particle whose turn about that axis the data do not fix) count as agreeing up to that turn.
 
+The SGD's models can hide a shared wrong shape: on realistic data with junk (FSC to the truth 18 A, poses
+wrong) two halves kept smooth models that gave 32% of the images the same pose, over the line, where their
+half-maps gave 24% (right runs: 41-58%). So the pose test is also run against the output half-maps (each
+shrunk per shell by the halves' FSC to its signal, :meth:`job.Job.pose_tests`), and either test under
+``CONFIDENT_POSE_AGREEMENT`` makes the run "uncertain". The posterior spread is asked of the SGD's models
+only, also when judging the half-maps' pose axis: a half-map's reconstruction noise sharpens the images'
+posteriors on itself (a featureless ball: 2% of the orientations against the SGD models' 69%).
+
 Both tests are symmetric in the halves: one half that failed beside a right one can leave the maps agreeing
 past the alignment resolution (partly) and a third of the images on the same poses. The third test asks
 which map the images prefer (:func:`halves.map_preference`: the log evidence of the same images of both
-halves under each map): right pairs show no preference beyond the noise; a clear one
+halves under each half-map): right pairs show no preference beyond the noise; a clear one
 (``MAP_PREFERENCE_Z``, ``MAP_PREFERENCE_MIN``) makes a converged run "uncertain" and names the worse half, and
 in a failed run names the better half-map as the candidate to check.
 """
@@ -98,32 +106,36 @@ def independent_band(box: int, apix: float, align_res_A: float, limit_radius: fl
     return (shells > lo_k + 0.5) & (shells <= hi_k + 1e-9), hi_k
 
 
-def particle_axis(poses: dict | None) -> dict | None:
-    """The pose axis when it is the particle's own (see ``AXIS_MIN_FACTOR``), else None."""
+def particle_axis(poses: dict | None, spread: float | None = None) -> dict | None:
+    """The pose axis when it is the particle's own (see ``AXIS_MIN_FACTOR``), else None. ``spread``: the
+    posterior spread to judge by (default the test's own; the half-maps' test takes the SGD models')."""
     ax = (poses or {}).get("axis")
     if not ax:
         return None
+    spread = poses["ess_fraction"] if spread is None else spread
     ok = (poses["fraction"] >= MIN_POSE_AGREEMENT and ax["off_fraction"] >= AXIS_MIN_FACTOR * ax["chance"]
-          and ax["fraction"] * poses["images"] >= AXIS_MIN_IMAGES
-          and poses["ess_fraction"] <= AXIS_MAX_POSE_SPREAD)
+          and ax["fraction"] * poses["images"] >= AXIS_MIN_IMAGES and spread <= AXIS_MAX_POSE_SPREAD)
     return ax if ok else None
 
 
-def agreeing_fraction(poses: dict) -> float:
+def agreeing_fraction(poses: dict, spread: float | None = None) -> float:
     """Images whose two poses agree, or differ by a turn about the particle's own axis."""
-    ax = particle_axis(poses)
+    ax = particle_axis(poses, spread)
     return poses["fraction"] + (ax["fraction"] if ax else 0.0)
 
 
-def _same_pose_txt(poses: dict) -> str:
+SGD_MODELS, HALF_MAPS = "both halves' SGD models", "both half-maps"
+
+
+def _same_pose_txt(poses: dict, source: str = SGD_MODELS, spread: float | None = None) -> str:
     txt = (f"{100 * poses['fraction']:.0f}% of {poses['images']} images get the same pose (within "
-           f"{poses['tolerance_deg']:g} deg) from both halves' maps")
-    ax = particle_axis(poses)
+           f"{poses['tolerance_deg']:g} deg) from {source}")
+    ax = particle_axis(poses, spread)
     if ax:
         factor = ax["off_fraction"] / ax["chance"]
         txt += (f"; {100 * ax['fraction']:.0f}% more differ by a turn about one axis ({factor:.0f}x what "
                 f"chance gives): views whose turn about that axis the data do not fix, as for an "
-                f"elongated, flat or pseudo-symmetric particle ({100 * agreeing_fraction(poses):.0f}% agree "
+                f"elongated, flat or pseudo-symmetric particle ({100 * agreeing_fraction(poses, spread):.0f}% agree "
                 f"up to that turn)")
     return txt
 
@@ -164,18 +176,22 @@ def _worse_half_txt(w: dict, images: int) -> str:
 
 
 def convergence_verdict(gs: dict, box: int, apix: float, align_res_A: float, max_res_A: float,
-                        align_cc: float | None = None, poses: dict | None = None) -> dict:
+                        align_cc: float | None = None, poses: dict | None = None,
+                        map_poses: dict | None = None) -> dict:
     """Verdict from the gold-standard FSC (:func:`fsc.gold_standard_fsc` output).
 
     Returns a dict: 'verdict' (converged | uncertain | failed | undetermined), 'agreement_beyond_alignment' (mean
     corrected FSC in the band), 'noise_level' (3 sigma of unrelated maps there), 'band_A' (the band's
-    resolution limits), 'align_cc', 'pose_agreement' (``poses``: :func:`halves.cross_pose_agreement`,
-    or None when not measured), and 'message' (one sentence for the log and summaries).
+    resolution limits), 'align_cc', 'pose_agreement' (``poses``: :func:`halves.cross_pose_agreement` on the
+    SGD's models, or None when not measured), 'map_pose_agreement' (``map_poses``: the same on the half-maps,
+    with the map preference), 'worse_half' (:func:`worse_half`) and 'message' (one sentence for the log and
+    summaries).
     """
     corr = np.asarray(gs["fsc_corrected"], np.float64)
     band, hi_k = independent_band(box, apix, align_res_A, box * apix / max_res_A)
     out = dict(align_cc=None if align_cc is None else float(align_cc),
-               band_A=[float(align_res_A), float(box * apix / max(hi_k, 1e-9))], pose_agreement=poses)
+               band_A=[float(align_res_A), float(box * apix / max(hi_k, 1e-9))], pose_agreement=poses,
+               map_pose_agreement=map_poses)
     if not band.any():
         out.update(verdict=UNDETERMINED, agreement_beyond_alignment=None, noise_level=None,
                    message=(f"convergence cannot be judged: the maximum resolution ({max_res_A:g} A) leaves no "
@@ -189,17 +205,23 @@ def convergence_verdict(gs: dict, box: int, apix: float, align_res_A: float, max
     ok = agree > thr
     band_txt = f"{out['band_A'][0]:.1f}-{out['band_A'][1]:.1f} A"
     why = pose_problems(poses)
-    weak = poses is not None and poses["images"] and agreeing_fraction(poses) < CONFIDENT_POSE_AGREEMENT
-    worse = worse_half(poses)
+    spread = poses["ess_fraction"] if poses else None  # the SGD models' (see Job.pose_tests)
+    # (poses, source, spread) of each pose test whose images agree too little for a confident verdict
+    weak = [(p, src, sp) for p, src, sp in ((poses, SGD_MODELS, None), (map_poses, HALF_MAPS, spread))
+            if p is not None and p["images"] and agreeing_fraction(p, sp) < CONFIDENT_POSE_AGREEMENT]
+    worse = worse_half(map_poses if map_poses is not None else poses)
     out.update(verdict=FAILED if not ok or why else UNCERTAIN if weak or worse else CONVERGED,
                agreement_beyond_alignment=agree, noise_level=noise, worse_half=worse)
     pose_txt = ("" if poses is None else f"; {_same_pose_txt(poses)}, their pose posterior spans "
                 f"{100 * poses['ess_fraction']:.1f}% of the orientations")
-    worse_txt = _worse_half_txt(worse, poses["map_preference"]["images"]) if worse else ""
+    if map_poses is not None:
+        pose_txt += f"; {_same_pose_txt(map_poses, HALF_MAPS, spread)}"
+    worse_txt = (_worse_half_txt(worse, (map_poses or poses)["map_preference"]["images"]) if worse else "")
     uncertain = (f"WARNING: UNCERTAIN: the two halves' maps agree past the alignment resolution (mean corrected "
                  f"FSC {agree:.2f} at {band_txt}), but ")
     if ok and not why and weak:
-        out["message"] = (f"{uncertain}only {_same_pose_txt(poses)} "
+        also = "".join(f" and only {100 * agreeing_fraction(p, sp):.0f}% from {src}" for p, src, sp in weak[1:])
+        out["message"] = (f"{uncertain}only {_same_pose_txt(*weak[0])}{also} "
                           f"(converged runs: >= {100 * CONFIDENT_POSE_AGREEMENT:.0f}%)"
                           f"{'; ' + worse_txt if worse else ''}. The "
                           f"map may be a partial structure, or a shape both halves share without the data "

@@ -143,3 +143,19 @@ def test_correction_never_raises_the_masked_fsc_under_a_small_mask():
         gs = fsc.gold_standard_fsc(h1, h2, apix, mask=mask, seed=seed)
         beyond = slice(gs["randomize_from_shell"] + 1, None)
         assert np.all(gs["fsc_corrected"][beyond] <= gs["fsc_masked"][beyond] + 1e-6)
+
+
+def test_filter_by_shell_scales_each_shell_as_a_direct_dft_does():
+    """Each Fourier shell multiplied by its weight: against a reference built from numpy's FFT and the
+    shell radius written out (rounded |k|, corners beyond Nyquist taking the last weight)."""
+    rng = np.random.default_rng(4)
+    D = 12
+    vol = rng.normal(size=(D,) * 3).astype(np.float32)
+    w = rng.uniform(0.0, 1.0, D // 2 + 1)
+    k = np.fft.fftfreq(D) * D
+    kk = np.sqrt(k[:, None, None] ** 2 + k[None, :, None] ** 2 + k[None, None, :] ** 2)
+    shell = np.minimum(np.rint(kk).astype(int), D // 2)
+    ref = np.fft.ifftn(np.fft.fftn(vol) * w[shell]).real
+    np.testing.assert_allclose(fsc.filter_by_shell(vol, w), ref, atol=1e-5)
+    # weights of one keep the map
+    np.testing.assert_allclose(fsc.filter_by_shell(vol, np.ones(D // 2 + 1)), vol, atol=1e-5)

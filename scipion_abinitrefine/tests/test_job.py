@@ -80,6 +80,9 @@ def test_halves_share_frame_and_hand(tiny_job):
     # all 260 within 15 deg, median 2.5 deg; posterior on ~1 of the 4,608 base rotations)
     poses = saved["convergence"]["pose_agreement"]
     assert poses["fraction"] > 0.8 and poses["ess_fraction"] < 0.01, poses
+    # ... from the half-maps too (measured: all 260, median 3.6 deg), and neither half's map is preferred
+    map_poses = saved["convergence"]["map_pose_agreement"]
+    assert map_poses["fraction"] > 0.8 and saved["convergence"]["worse_half"] is None, map_poses
 
 
 def test_split_is_deterministic_and_balanced():
