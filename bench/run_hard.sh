@@ -186,3 +186,21 @@ $PY bench/hard.py --shape demo --snr 0.01 --n 10000 --junk 0.2 --realistic --see
 $PY bench/pose_agreement.py DIR --junk 0.2 --realistic --seed 0  # after the fact, against the final half-maps
 # session 18: a right pair of a pseudo-symmetric real structure, for the map preference's floor
 $PY bench/hard.py --shape $S/19hc.pdb.gz --apix 2.5 --snr 0.01 --n 10000 --seeds 0 --params "$P" --out bench/results/pref18.jsonl
+# session 19: the verdict's pose test against the half-maps. Each kept case re-run on its own data with its
+# checkpoint kept (--dir), then its final stage redone (refinish.py: both pose tests on one run); new cases
+# get a new directory. DIR: the case's directory (as printed by hard.py's row).
+$PY bench/hard.py --shape demo --snr 0.01 --n 10000 --junk 0.2 --realistic --seeds 0 --params "$P" --dir DIR --out bench/results/s19.jsonl
+$PY bench/refinish.py DIR --junk 0.2 --realistic --seed 0 --out bench/results/refinish19.jsonl
+$PY bench/refinish.py DIR --junk 0.2 --realistic --seed 0 --raw-maps --out bench/results/refinish19.jsonl  # the raw half-maps
+for c in "flat 4" "elongated 3"; do set -- $c
+  $PY bench/hard.py --shape $1 --snr 0.01 --n 10000 --seeds $2 --params "$P" --dir DIR --out bench/results/s19.jsonl
+  $PY bench/refinish.py DIR --shape $1 --seed $2 --out bench/results/refinish19.jsonl
+done
+$PY bench/hard.py --shape demo --snr 0.005 --n 10000 --seeds 4 --params "$P" --dir DIR --out bench/results/s19.jsonl
+$PY bench/hard.py --shape demo --snr 0.01 --n 10000 --junk 0.2 --seeds 1 --params "${P%\}}, \"n_starts\": 1}" --dir DIR --out bench/results/s19.jsonl
+$PY bench/hard.py --shape demo --snr 0.01 --n 10000 --junk 0.2 --seeds 2 --params "$P" --dir DIR --out bench/results/s19.jsonl
+$PY bench/hard.py --shape demo --snr 0.05 --n 10000 --seeds 4 --params "$P" --dir DIR --out bench/results/s19.jsonl
+for m in 1a28.pdb.gz 19hc.pdb.gz 1tii.pdb; do
+  $PY bench/hard.py --shape bench/structures/$m --apix 2.5 --snr 0.01 --n 10000 --seeds 0 --params "$P" --dir DIR --out bench/results/s19.jsonl
+done
+# (each followed by bench/refinish.py DIR with the same case options)

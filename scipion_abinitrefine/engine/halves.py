@@ -118,10 +118,10 @@ def align_halves(A, B, box: int, apix: float, align_res_A: float, seed: int) -> 
     return rec, msg
 
 
-# Images per half whose poses are searched again against the other half's final model (and against their
-# own: :func:`map_preference`). 1,000 rather than 400: a half that failed beside a right one (SNR 0.01, 20%
-# junk) stood 5.6 standard errors from "no preference" with 400, 9 with 1,000. Cost on the demo: +6% CPU
-# (the final pass's evidence against the own map could replace one of the two searches).
+# Images per half whose poses are searched again against the other half's model (and against their own:
+# :func:`map_preference`). 1,000 rather than 400: a half that failed beside a right one (SNR 0.01, 20% junk)
+# stood 5.6 standard errors from "no preference" with 400, 9 with 1,000. The job searches them three times
+# (the SGD models' test, then the half-maps' with the own-map search; ``Job.pose_tests``).
 CROSS_IMAGES = 1000
 # Two poses of one image "agree" within this angle (deg): coarser than the final search's precision at the
 # resolutions this job reaches, far finer than chance (random rotations fall this close with p ~ 0.1%).
@@ -177,9 +177,9 @@ def map_preference(ev_a: np.ndarray, ev_b: np.ndarray) -> dict:
 
 def cross_pose_agreement(A, B, n_images: int = CROSS_IMAGES, seed: int = 0, details: bool = False,
                          own_evidence: bool = True) -> dict:
-    """Do the halves' final models give the same images the same poses?
+    """Do the halves' models (the SGD's last, or the half-maps) give the same images the same poses?
 
-    For up to ``n_images`` seen images of each half: the best pose against the *other* half's final model
+    For up to ``n_images`` seen images of each half: the best pose against the *other* half's model
     (the halves share one frame after the last alignment) against the image's own final pose, as a
     geodesic angle (the closest symmetry mate). A right structure determines the poses of most images to
     the resolution's precision, whichever half's model is used; two halves that settled on a shared blob

@@ -195,7 +195,8 @@ def test_one_half_explaining_the_images_worse_is_uncertain(truth):
     assert "half A's map explains the images of both halves worse than half B's" in v["message"], v
     assert judge(0.4, 0.08)["worse_half"]["worse"] == "B"
     assert judge(0.4, 0.12)["verdict"] == "converged"  # 3.3 standard errors: within the noise
-    v = judge(0.05, 0.01)  # significant, but 1.4% of the evidence (a right pair of 19hc: z 5.5 at 0.36%)
+    # significant, but 1.4% of the evidence (a right pair of 19hc against the SGD models: z 5.5 at 0.36%)
+    v = judge(0.05, 0.01)
     assert v["verdict"] == "converged" and v["worse_half"] is None, v
 
 
