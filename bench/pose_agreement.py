@@ -9,8 +9,8 @@ its model, the per-shell noise model comes from 300 of its images, and the final
 map, and against their own (which map the images prefer: ``halves.map_preference``). The job itself uses
 its own noise models, and the SGD's models as well as its half-maps shrunk by the halves' FSC
 (``Job.pose_tests``): the pose numbers differ by a few per cent, the evidence is on another scale. For the
-job's own numbers on a kept case, ``bench/refinish.py``. ``--truth`` with the case's options (those of ``hard.py``): each half-map and its
-particles' poses scored against the truth as well.
+job's own numbers on a kept case, ``bench/refinish.py``. ``--truth`` with the case's options (those of
+``hard.py``): each half-map and its particles' poses scored against the truth as well.
 """
 from __future__ import annotations
 
