@@ -196,6 +196,7 @@ def run_case(shape, n, snr, junk, seed, oracle, realistic, params, phantom_symme
                gold_standard_A=res["resolution_A"], verdict=res["verdict"],
                agreement=res["convergence"].get("agreement_beyond_alignment"), n_used=res["n_used"],
                pose_agreement=res["convergence"].get("pose_agreement"),
+               map_pose_agreement=res["convergence"].get("map_pose_agreement"),
                wall_s=time.time() - t0, cpu_s=time.process_time() - c0, dir=d)  # kept: pose_agreement.py
     out.update(evaluate(os.path.join(d, "out"), truth, t, apix))
     out["peak_rss_MiB"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
