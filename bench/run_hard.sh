@@ -204,3 +204,20 @@ for m in 1a28.pdb.gz 19hc.pdb.gz 1tii.pdb; do
   $PY bench/hard.py --shape bench/structures/$m --apix 2.5 --snr 0.01 --n 10000 --seeds 0 --params "$P" --dir DIR --out bench/results/s19.jsonl
 done
 # (each followed by bench/refinish.py DIR with the same case options)
+# session 20: the realistic junk cell on every shape (the seeds of each shape's other rows), the SNR 0.005 /
+# 30,000 cell on two more seeds, the realistic compact cell from the true map, and the realistic cells at
+# SNR 0.015-0.02 (where they begin to converge). Each case in its own directory (DIR) for the scripts after.
+for c in "compact 2" "elongated 3" "flat 4" "demo 1"; do set -- $c
+  $PY bench/hard.py --shape $1 --snr 0.01 --n 10000 --junk 0.2 --realistic --seeds $2 --params "$P" --dir DIR --out bench/results/s20.jsonl
+done
+for s in 0 1; do $PY bench/hard.py --shape demo --snr 0.005 --n 30000 --seeds $s --params "$P" --dir DIR --out bench/results/s20.jsonl; done
+$PY bench/hard.py --shape compact --snr 0.01 --n 10000 --junk 0.2 --realistic --seeds 2 --oracle-only --params "$P" --dir DIR --out bench/results/s20.jsonl
+for c in "demo 0" "elongated 3" "flat 4" "compact 2"; do set -- $c
+  $PY bench/hard.py --shape $1 --snr 0.02 --n 10000 --junk 0.2 --realistic --seeds $2 --params "$P" --dir DIR --out bench/results/s20.jsonl
+done
+$PY bench/hard.py --shape demo --snr 0.015 --n 10000 --junk 0.2 --realistic --seeds 0 --params "$P" --dir DIR --out bench/results/s20.jsonl
+# session 20: what the failed maps are (smear.py, aligned at 20 and 15 A, both hands)
+$PY bench/smear.py DIR --shape compact --snr 0.01 --seed 2 --junk 0.2 --realistic
+$PY bench/smear.py DIR --shape elongated --snr 0.01 --seed 3 --junk 0.2 --realistic
+$PY bench/smear.py DIR --shape flat --snr 0.01 --seed 4 --junk 0.2 --realistic
+$PY bench/smear.py DIR --shape demo --snr 0.005 --seed 4  # session 19's SNR 0.005 / 10,000 run
