@@ -221,3 +221,7 @@ $PY bench/smear.py DIR --shape compact --snr 0.01 --seed 2 --junk 0.2 --realisti
 $PY bench/smear.py DIR --shape elongated --snr 0.01 --seed 3 --junk 0.2 --realistic
 $PY bench/smear.py DIR --shape flat --snr 0.01 --seed 4 --junk 0.2 --realistic
 $PY bench/smear.py DIR --shape demo --snr 0.005 --seed 4  # session 19's SNR 0.005 / 10,000 run
+# session 20: RELION's SGD on the realistic cell where ours starts to converge (SNR 0.015), its shortened
+# schedule and its own default iteration counts
+$PY bench/peers.py --shape demo --snr 0.015 --n 10000 --junk 0.2 --realistic --seeds 0 --relion-iters 25 100 25 --threads 2 --out bench/results/peers20.jsonl
+$PY bench/peers.py --shape demo --snr 0.015 --n 10000 --junk 0.2 --realistic --seeds 0 --relion-iters 50 200 50 --threads 2 --out bench/results/peers20.jsonl
