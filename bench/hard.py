@@ -172,14 +172,12 @@ def run_case(shape, n, snr, junk, seed, oracle, realistic, params, phantom_symme
     from scipion_abinitrefine.engine.job import Job, JobParams
 
     d = d or tempfile.mkdtemp(prefix="hard_")
-    if not os.path.exists(os.path.join(d, "p.star")):
-        truth, t = simulate_case(d, shape, n, snr, junk, seed, realistic, symmetry=phantom_symmetry, apix=apix)
-    else:
-        truth, t = simulate_case(d, shape, n, snr, junk, seed, realistic, symmetry=phantom_symmetry, apix=apix,
-                                 write=False)
-        if os.path.isdir(os.path.join(d, "out")):
-            shutil.rmtree(os.path.join(d, "out.prev"), ignore_errors=True)
-            os.rename(os.path.join(d, "out"), os.path.join(d, "out.prev"))
+    reuse = os.path.exists(os.path.join(d, "p.star"))
+    truth, t = simulate_case(d, shape, n, snr, junk, seed, realistic, symmetry=phantom_symmetry, apix=apix,
+                             write=not reuse)
+    if reuse and os.path.isdir(os.path.join(d, "out")):
+        shutil.rmtree(os.path.join(d, "out.prev"), ignore_errors=True)
+        os.rename(os.path.join(d, "out"), os.path.join(d, "out.prev"))
     # the oracle starts from the true map, scaled to the normalised images (background std 1 = noise sigma),
     # without annealing (a temperature chosen to flatten the true map's sharp posteriors would blur it)
     over = dict(target_ess_fraction=0.0, n_starts=1) if oracle else {}  # one start: the true map
