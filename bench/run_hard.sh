@@ -225,3 +225,18 @@ $PY bench/smear.py DIR --shape demo --snr 0.005 --seed 4  # session 19's SNR 0.0
 # schedule and its own default iteration counts
 $PY bench/peers.py --shape demo --snr 0.015 --n 10000 --junk 0.2 --realistic --seeds 0 --relion-iters 25 100 25 --threads 2 --out bench/results/peers20.jsonl
 $PY bench/peers.py --shape demo --snr 0.015 --n 10000 --junk 0.2 --realistic --seeds 0 --relion-iters 50 200 50 --threads 2 --out bench/results/peers20.jsonl
+# session 21: does full-data EM hold the truth at SNR 0.005 (half A, held at 20 A with 5,000 and 15,000 images
+# per half, and held at 12 A), does it reach it from the truth low-passed at 30 / 22 A, and where do random
+# starts go (--truth-starts 1: the first start from the truth, the others random)
+C="--snr 0.005 --seed 4 --starts 1 --oracle --fixed-noise"
+E='"max_res_A": 20.0, "init_minibatch": 15000, "final_minibatch": 15000, "init_lr": 1.0, "lr_duration": 1000'
+$PY bench/trace.py $C --n 30000 --iters 8 --every 2 --params "{$E}"
+$PY bench/trace.py $C --n 10000 --iters 8 --every 2 --params "{$E}"  # each image thrice per step: the same EM step
+E='"init_minibatch": 5000, "final_minibatch": 5000, "init_lr": 1.0, "lr_duration": 1000'
+$PY bench/trace.py $C --n 10000 --iters 6 --every 2 --params "{$E, \"init_res_A\": 12.0, \"max_res_A\": 12.0}"
+for R in 30 22; do
+  $PY bench/trace.py $C --n 10000 --iters 20 --every 2 --params "{$E, \"init_res_A\": $R.0, \"init_iters\": 2, \"radius_step\": 0.5, \"max_res_A\": 12.0}"
+done
+C="--snr 0.005 --seed 4 --truth-starts 1 --fixed-noise --n 10000"
+$PY bench/trace.py $C --starts 13 --iters 8 --every 2 --params "{$E, \"init_res_A\": 30.0, \"init_iters\": 40, \"max_res_A\": 12.0}"
+$PY bench/trace.py $C --starts 5 --iters 26 --every 2 --params "{$E, \"init_res_A\": 30.0, \"init_iters\": 8, \"radius_step\": 0.5, \"max_res_A\": 12.0}"

@@ -53,6 +53,9 @@ def main():
     ap.add_argument("--every", type=int, default=20)
     ap.add_argument("--params", default="{}")
     ap.add_argument("--oracle", action="store_true", help="every start from the true map, no annealing")
+    ap.add_argument("--truth-starts", type=int, default=0,
+                    help="the first K starts from the true map, the others random; no annealing for any (a "
+                         "start's basin: do random starts reach what the truth's low-passed map reaches?)")
     ap.add_argument("--fixed-noise", action="store_true",
                     help="score every check with the noise model of the first check (scores then compare "
                          "across checks; by default each check uses the runs' current noise model)")
@@ -79,7 +82,7 @@ def main():
     d = tempfile.mkdtemp(prefix="trace_")
     truth, t = simulate_case(d, a.shape, a.n, a.snr, a.junk, a.seed, a.realistic, apix=a.apix)
     params = json.loads(a.params)
-    over = dict(target_ess_fraction=0.0) if a.oracle else {}
+    over = dict(target_ess_fraction=0.0) if a.oracle or a.truth_starts else {}
     p = JobParams(**{**JOB_PARAMS, **params, **over, "n_starts": a.starts}, backend="cpu", seed=a.seed)
     job = Job(io.read_star(os.path.join(d, "p.star")), os.path.join(d, "out"), p, log=None)
     if a.noise != "run":  # no update from the residuals
@@ -87,9 +90,8 @@ def main():
 
         sgd.updated_noise = lambda s2, count, *args: (s2, count)
     runs = job.candidates["A"]
-    if a.oracle:
-        for run in runs:
-            run.set_model_volume(truth / t["noise_sigma"])
+    for run in runs[:len(runs) if a.oracle else a.truth_starts]:
+        run.set_model_volume(truth / t["noise_sigma"])
     if a.noise == "white":
         from scipion_abinitrefine.engine.noise import initial_noise
 
