@@ -172,6 +172,7 @@ def run_case(shape, n, snr, junk, seed, oracle, realistic, params, phantom_symme
     from scipion_abinitrefine.engine.job import Job, JobParams
 
     d = d or tempfile.mkdtemp(prefix="hard_")
+    os.makedirs(d, exist_ok=True)  # --dir may name a directory not made yet
     reuse = os.path.exists(os.path.join(d, "p.star"))
     truth, t = simulate_case(d, shape, n, snr, junk, seed, realistic, symmetry=phantom_symmetry, apix=apix,
                              write=not reuse)
