@@ -240,3 +240,18 @@ done
 C="--snr 0.005 --seed 4 --truth-starts 1 --fixed-noise --n 10000"
 $PY bench/trace.py $C --starts 13 --iters 8 --every 2 --params "{$E, \"init_res_A\": 30.0, \"init_iters\": 40, \"max_res_A\": 12.0}"
 $PY bench/trace.py $C --starts 5 --iters 26 --every 2 --params "{$E, \"init_res_A\": 30.0, \"init_iters\": 8, \"radius_step\": 0.5, \"max_res_A\": 12.0}"
+# session 21: does full-data EM from the truth drift at 10 A (the 20-11 A band inside the radius), with 5,000
+# and 15,000 images per half, the noise model frozen, without samples, with the low-pass alone?
+C="--snr 0.005 --seed 4 --starts 1 --oracle --fixed-noise"
+E='"init_res_A": 10.0, "max_res_A": 10.0, "init_lr": 1.0, "lr_duration": 1000'
+M5='"init_minibatch": 5000, "final_minibatch": 5000'
+$PY bench/trace.py $C --n 10000 --iters 12 --every 2 --params "{$E, $M5}"
+$PY bench/trace.py $C --n 30000 --iters 10 --every 2 --params "{$E, \"init_minibatch\": 15000, \"final_minibatch\": 15000}"
+$PY bench/trace.py $C --n 10000 --iters 12 --every 2 --noise frozen --params "{$E, $M5}"
+$PY bench/trace.py $C --n 10000 --iters 12 --every 2 --params "{$E, $M5, \"n_samples\": 0}"
+$PY bench/trace.py $C --n 10000 --iters 12 --every 2 --noise frozen --constraints lowpass --params "{$E, $M5}"
+# session 21: the realistic SNR 0.015 cell again (bench schedule), three more EM passes from its half-maps, and
+# the same cell with the job's defaults $D (RELION's row: session 20's, its default iteration counts)
+$PY bench/hard.py --shape demo --snr 0.015 --n 10000 --junk 0.2 --realistic --seeds 0 --params "$P" --dir DIR --out bench/results/s21.jsonl
+$PY bench/em_passes.py DIR --shape demo --snr 0.015 --n 10000 --junk 0.2 --realistic --seed 0 --start job --passes 3
+$PY bench/hard.py --shape demo --snr 0.015 --n 10000 --junk 0.2 --realistic --seeds 0 --params "$D" --dir DIR --out bench/results/s21.jsonl

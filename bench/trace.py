@@ -66,6 +66,9 @@ def main():
                          "dominates; kept)")
     ap.add_argument("--temperature-after", type=float, default=1.0,
                     help="the posterior's temperature after the annealing (the job's: 1; below 1 sharpens it)")
+    ap.add_argument("--constraints", default="all", choices=["all", "lowpass"],
+                    help="the model's real-space constraints after each update: all (the job's: background, "
+                         "non-negativity, window, re-centring, low-pass) or lowpass (the low-pass alone)")
     ap.add_argument("--out", help="JSON lines of every check")
     a = ap.parse_args()
     if a.temperature_after != 1.0:
@@ -76,6 +79,13 @@ def main():
                                                      else a.temperature_after)
 
     from scipion_abinitrefine.engine import io
+    if a.constraints == "lowpass":  # which of the constraints move a model that is right?
+        from scipion_abinitrefine.engine import fourier, sgd
+
+        def lowpass_only(run, r):
+            run.set_model_volume(fourier.lowpass_volume(run._working_volume(), r + 1.0, width=2.0))
+
+        sgd.SGDRun._constrain = lowpass_only
     from scipion_abinitrefine.engine.job import Job, JobParams
     from scipion_abinitrefine.engine.starts import start_scores
 
