@@ -255,3 +255,9 @@ $PY bench/trace.py $C --n 10000 --iters 12 --every 2 --noise frozen --constraint
 $PY bench/hard.py --shape demo --snr 0.015 --n 10000 --junk 0.2 --realistic --seeds 0 --params "$P" --dir DIR --out bench/results/s21.jsonl
 $PY bench/em_passes.py DIR --shape demo --snr 0.015 --n 10000 --junk 0.2 --realistic --seed 0 --start job --passes 3
 $PY bench/hard.py --shape demo --snr 0.015 --n 10000 --junk 0.2 --realistic --seeds 0 --params "$D" --dir DIR --out bench/results/s21.jsonl
+E0="$E, $M5, \"init_iters\": 0"
+$PY bench/trace.py $C --n 10000 --iters 12 --every 2 --noise white --params "{$E0}"
+$PY bench/trace.py $C --n 10000 --iters 12 --every 2 --temperature-after 0.8 --params "{$E0}"
+$PY bench/trace.py $C --n 10000 --iters 12 --every 2 --temperature-after 1.5 --params "{$E0}"
+$PY bench/trace.py $C --n 10000 --iters 12 --every 2 --noise frozen --params "{$E, $M5, \"junk_weighting\": false}"
+$PY bench/trace.py $C --n 10000 --iters 12 --every 2 --noise frozen --params "{$E, $M5, \"top_k\": 32, \"n_backproject\": 16}"
