@@ -263,3 +263,6 @@ $PY bench/trace.py $C --n 10000 --iters 12 --every 2 --noise frozen --params "{$
 $PY bench/trace.py $C --n 10000 --iters 12 --every 2 --noise frozen --params "{$E, $M5, \"top_k\": 32, \"n_backproject\": 16}"
 # session 21: full-data steps (minibatch = the half) through the ramp after the SGD's 35 A phase, realistic cell
 $PY bench/trace.py --snr 0.01 --junk 0.2 --realistic --seed 1 --starts 2 --n 10000 --iters 237 --every 6 --params '{"max_res_A": 10.0, "init_res_A": 35.0, "init_iters": 200, "final_iters": 6, "radius_step": 0.3, "init_minibatch": 90, "final_minibatch": 5000, "minibatch_switch_iter": 200, "init_lr": 0.4, "lr_duration": 100000}'
+# session 21: a real protein with the realistic settings at SNR 0.02, from random starts and from the true map
+$PY bench/hard.py --shape bench/structures/1tii.pdb --apix 2.5 --snr 0.02 --n 10000 --junk 0.2 --realistic --seeds 0 --params "$P" --dir DIR --out bench/results/s21.jsonl
+$PY bench/hard.py --shape bench/structures/1tii.pdb --apix 2.5 --snr 0.02 --n 10000 --junk 0.2 --realistic --seeds 0 --oracle-only --params "$P" --dir DIR --out bench/results/s21.jsonl
