@@ -266,3 +266,16 @@ $PY bench/trace.py --snr 0.01 --junk 0.2 --realistic --seed 1 --starts 2 --n 100
 # session 21: a real protein with the realistic settings at SNR 0.02, from random starts and from the true map
 $PY bench/hard.py --shape bench/structures/1tii.pdb --apix 2.5 --snr 0.02 --n 10000 --junk 0.2 --realistic --seeds 0 --params "$P" --dir DIR --out bench/results/s21.jsonl
 $PY bench/hard.py --shape bench/structures/1tii.pdb --apix 2.5 --snr 0.02 --n 10000 --junk 0.2 --realistic --seeds 0 --oracle-only --params "$P" --dir DIR --out bench/results/s21.jsonl
+# session 22: CFTR (6msm) with the realistic settings at SNR 0.02, from random starts and from the true map;
+# the random-start run, judged again by the current verdict
+$PY bench/hard.py --shape bench/structures/6msm.pdb --apix 3.0 --snr 0.02 --n 10000 --junk 0.2 --realistic --seeds 0 --params "$P" --dir DIR --out bench/results/s22.jsonl
+$PY bench/hard.py --shape bench/structures/6msm.pdb --apix 3.0 --snr 0.02 --n 10000 --junk 0.2 --realistic --seeds 0 --oracle-only --params "$P" --dir DIR --out bench/results/s22.jsonl
+$PY bench/rejudge.py DIR/out
+# session 22: 2D class averages of half A, scored by the spread of their members' true views
+for s in 0.05 0.02 0.01 0.005; do
+  $PY bench/classes2d.py --shape demo --snr $s --classes 40 --iters 30 --res 15 --out bench/results/classes22.jsonl
+done
+$PY bench/classes2d.py --shape demo --snr 0.01 --classes 20 --iters 30 --res 15 --out bench/results/classes22.jsonl
+for k in 5 10; do $PY bench/classes2d.py --shape demo --snr 0.01 --classes $k --iters 30 --res 20 --out bench/results/classes22.jsonl; done
+$PY bench/classes2d.py --shape demo --snr 0.01 --realistic --junk 0.2 --classes 40 --iters 30 --res 15 --out bench/results/classes22.jsonl
+$PY bench/classes2d.py --shape bench/structures/1tii.pdb --apix 2.5 --snr 0.02 --realistic --junk 0.2 --classes 20 --iters 25 --out bench/results/classes22.jsonl
