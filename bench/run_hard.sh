@@ -279,3 +279,8 @@ $PY bench/classes2d.py --shape demo --snr 0.01 --classes 20 --iters 30 --res 15 
 for k in 5 10; do $PY bench/classes2d.py --shape demo --snr 0.01 --classes $k --iters 30 --res 20 --out bench/results/classes22.jsonl; done
 $PY bench/classes2d.py --shape demo --snr 0.01 --realistic --junk 0.2 --classes 40 --iters 30 --res 15 --out bench/results/classes22.jsonl
 $PY bench/classes2d.py --shape bench/structures/1tii.pdb --apix 2.5 --snr 0.02 --realistic --junk 0.2 --classes 20 --iters 25 --out bench/results/classes22.jsonl
+# session 22: what the images of the 6msm cell hold (a search against the true map), the job from 20 A on it,
+# and 1tii's realistic cell with a tight model window
+for r in 35 20 10; do $PY bench/global_search.py --shape bench/structures/6msm.pdb --apix 3.0 --snr 0.02 --junk 0.2 --realistic --n 4000 --max-res $r; done
+$PY bench/hard.py --shape bench/structures/6msm.pdb --apix 3.0 --snr 0.02 --n 10000 --junk 0.2 --realistic --seeds 0 --params '{"max_res_A": 10.0, "init_res_A": 20.0, "init_iters": 60, "final_iters": 30, "radius_step": 0.05, "init_minibatch": 300, "final_minibatch": 300, "minibatch_switch_iter": 100, "lr_duration": 40, "align_every": 40}' --dir DIR --out bench/results/s22.jsonl
+$PY bench/hard.py --shape bench/structures/1tii.pdb --apix 2.5 --snr 0.02 --n 10000 --junk 0.2 --realistic --seeds 0 --params "${P%\}}, \"mask_diameter_A\": 110.0}" --dir DIR --out bench/results/s22.jsonl
