@@ -286,3 +286,4 @@ $PY bench/hard.py --shape bench/structures/6msm.pdb --apix 3.0 --snr 0.02 --n 10
 $PY bench/hard.py --shape bench/structures/1tii.pdb --apix 2.5 --snr 0.02 --n 10000 --junk 0.2 --realistic --seeds 0 --params "${P%\}}, \"mask_diameter_A\": 110.0}" --dir DIR --out bench/results/s22.jsonl
 $PY bench/trace.py --shape bench/structures/6msm.pdb --apix 3.0 --snr 0.02 --n 10000 --junk 0.2 --realistic --oracle --starts 1 --iters 240 --every 20 --params "$P"
 $PY bench/trace.py --shape bench/structures/6msm.pdb --apix 3.0 --snr 0.02 --n 10000 --junk 0.2 --realistic --oracle --starts 1 --iters 120 --every 20 --params "${P/\"init_minibatch\": 90, \"final_minibatch\": 300/\"init_minibatch\": 900, \"final_minibatch\": 900}"
+$PY bench/peers.py --shape bench/structures/6msm.pdb --apix 3.0 --snr 0.02 --n 10000 --junk 0.2 --realistic --seeds 0 --threads 2 --out bench/results/peers22.jsonl
