@@ -33,10 +33,9 @@ JOB_PARAMS = dict(max_res_A=10.0, init_res_A=20.0, init_iters=60, final_iters=30
                   align_every=40)
 
 
-def simulate_case(d, shape, n, snr, junk, seed, realistic, box=64, apix=2.0, symmetry="C1", write=True):
-    """Simulate one case into ``d`` (p.mrcs, p.star); returns the true map and the per-particle truth.
-    ``write=False``: the truth of a case simulated before (the same seeds give the same data), nothing written."""
-    from scipion_abinitrefine.engine import io, simulate
+def simulate_images(shape, n, snr, junk, seed, realistic, box=64, apix=2.0, symmetry="C1"):
+    """One case's true map, images (n, box, box) and per-particle truth, in memory."""
+    from scipion_abinitrefine.engine import simulate
 
     if shape.endswith((".pdb", ".pdb.gz")):  # a real structure: the atomic model rendered at box/apix
         truth = simulate.map_from_pdb(shape, box, apix)
@@ -45,6 +44,15 @@ def simulate_case(d, shape, n, snr, junk, seed, realistic, box=64, apix=2.0, sym
                                       symmetry=symmetry)
     kw = dict(bfactor=80.0, noise="coloured", scale_spread=0.2, defocus_range_um=(0.5, 3.0)) if realistic else {}
     images, t = simulate.simulate_particles(truth, n, apix, snr=snr, seed=11 + seed, junk_fraction=junk, **kw)
+    return truth, images, t
+
+
+def simulate_case(d, shape, n, snr, junk, seed, realistic, box=64, apix=2.0, symmetry="C1", write=True):
+    """Simulate one case into ``d`` (p.mrcs, p.star); returns the true map and the per-particle truth.
+    ``write=False``: the truth of a case simulated before (the same seeds give the same data), nothing written."""
+    from scipion_abinitrefine.engine import io
+
+    truth, images, t = simulate_images(shape, n, snr, junk, seed, realistic, box, apix, symmetry)
     if not write:
         return truth, t
     io.write_stack(os.path.join(d, "p.mrcs"), images, apix)
