@@ -26,6 +26,9 @@ from . import kernels_cpu
 class CPUBackend:
     name = "cpu"
     xp = np
+    # the pose search's batch cutting (search.PoseSearch): chunks that stay in the caches
+    search_chunk = 16
+    search_fine_bytes = 8 << 20
 
     @staticmethod
     def asarray(a, dtype=None):

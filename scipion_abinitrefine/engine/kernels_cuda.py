@@ -22,6 +22,7 @@ radius, so their gathers and atomics land close together in the volume.
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 from numba import config, cuda, float32, int32
@@ -29,6 +30,17 @@ from numba import config, cuda, float32, int32
 from . import kernels_common as kc
 
 SIMULATOR = bool(config.ENABLE_CUDASIM)
+
+
+def _silence_low_occupancy():
+    """Drop numba-cuda's warning about grids of fewer than 128 blocks: the low-resolution iterations launch
+    small grids by nature (a few hundred points per slice), and hundreds of such lines buried the demo's
+    log on an H200. By message, which numba-cuda starts with a terminal escape code (its
+    NumbaPerformanceWarning is its own class, not numba's)."""
+    warnings.filterwarnings("ignore", message=r"\W*(\[1m)?Grid size \d+ will likely result in GPU under-utilization")
+
+
+_silence_low_occupancy()
 
 # options that only mean something to the real compiler (the simulator ignores them); the PTX test compiles
 # with these too. No cache=True: numba keys its cache on this file only, so an edit to kernels_common.py would
@@ -223,6 +235,12 @@ class CUDABackend:
     """
 
     name = "cuda"
+    # the pose search's batch cutting (search.PoseSearch): few, large array operations, since each one is a
+    # kernel launch (~10-20 us from Python) and the GPU has memory to spare. A level-0 chunk of 256 images
+    # scores 256 x <= 61 shifts x 4,608 rotations (the shift grid scales with the box): ~0.3 GB per float32
+    # array, a few of them at a time.
+    search_chunk = 256
+    search_fine_bytes = 512 << 20
 
     def __init__(self):
         require_gpu()

@@ -69,7 +69,7 @@ class PoseSearch:
     """
 
     def __init__(self, box: int, particle_radius_px: float, max_shift_px: float, top_k: int = 8,
-                 backend=None, pad: int = 2, chunk: int = 16, base=None):
+                 backend=None, pad: int = 2, chunk: int | None = None, base=None):
         from .backend import get_backend
 
         self.box = box
@@ -78,7 +78,11 @@ class PoseSearch:
         self.top_k = int(top_k)
         self.be = backend or get_backend("cpu")
         self.pad = pad
-        self.chunk = chunk
+        # images per level-0 chunk and the finer levels' temporaries per sub-chunk: small on a CPU (they stay
+        # in cache), large on a GPU (each array operation is a kernel launch; 4-image sub-chunks made the
+        # search at box 128 launch-bound, 3.1 s per 300 images on an H200)
+        self.chunk = int(chunk or getattr(self.be, "search_chunk", 16))
+        self.fine_bytes = int(getattr(self.be, "search_fine_bytes", FINE_BYTES))
         self.step0 = so3.base_step_deg()
         self.score_reach = SCORE_REACH
         # the level-0 rotations: the whole base grid, or one asymmetric unit of it (symmetry.asymmetric_unit)
@@ -259,12 +263,12 @@ class PoseSearch:
                 outside0[a:b] = 1.0 - xp.take_along_axis(pf, top, 1).sum(axis=1) / zr[:, 0]
                 samp[a:b], logp_samp[a:b] = draw_poses(xp, pf.reshape(b - a, S, -1), pr, be.asarray(U[a:b]))
         # the finer levels per sub-chunk of images: each image's poses depend on its own values only, and
-        # their temporaries (B x beam x children x points) are bounded (``FINE_BYTES``) instead of growing
+        # their temporaries (B x beam x children x points) are bounded (``fine_bytes``) instead of growing
         # with the batch; freshly mapped arrays of 100+ MB per call cost as much system time (the kernel
         # zeroing their pages) as the arithmetic at box 128
         need = bool(M) and float(outside0.max()) > SHARP  # else every posterior is inside its beam
         m_fine = fourier.n_points_within(kx, ky, ctx.r)
-        nf = max(1, int(FINE_BYTES // (64 * max(K, ctx.n_keep + M) * max(m_fine, 1))))
+        nf = max(1, int(self.fine_bytes // (64 * max(K, ctx.n_keep + M) * max(m_fine, 1))))
         fin = [self._fine(ctx, X[a:b], C[a:b], parR[a:b], part[a:b],
                           (top0[a:b], outside0[a:b], samp[a:b], logp_samp[a:b]) if need else None)
                for a, b in ((a, min(B, a + nf)) for a in range(0, B, nf))]
@@ -358,9 +362,8 @@ class PoseSearch:
         xp = be.xp
         B, K = parR.shape[:2]
         m = fourier.n_points_within(kx, ky, k)
-        # the children's rotations are built on the host in float64 (B K 8 matrices: small)
-        chR = so3.subdivide(be.to_host(parR).reshape(-1, 3, 3).astype(np.float64), step).astype(np.float32)
-        chR = be.asarray(chR)  # (BK, 8, 3, 3)
+        # the children's rotations where the poses are (no round trip to the host per level)
+        chR = parR.reshape(-1, 1, 3, 3) @ be.asarray(so3.child_offsets(step))[None]  # (BK, 8, 3, 3)
         d = sstep / 4.0
         offs = be.asarray(np.array([[-d, -d], [d, -d], [-d, d], [d, d]], np.float32))
         cht = part.reshape(-1, 1, 2) + offs[None]  # (BK, 4, 2)

@@ -172,6 +172,9 @@ def subdivide(R: np.ndarray, step_deg: float) -> np.ndarray:
     A child is R @ exp(+-step/4 along each body axis); the 8 children tile the parent cell with cells of
     half the size.
     """
-    d = np.deg2rad(step_deg) / 4.0
-    offs = axis_angle_to_matrix(_OCT * d)  # (8, 3, 3)
-    return np.einsum("nij,cjk->ncik", R, offs)
+    return np.einsum("nij,cjk->ncik", R, child_offsets(step_deg, R.dtype))
+
+
+def child_offsets(step_deg: float, dtype=np.float32) -> np.ndarray:
+    """The 8 right factors of :func:`subdivide`, exp(+-step/4 along each body axis) -> (8, 3, 3)."""
+    return axis_angle_to_matrix(_OCT * (np.deg2rad(step_deg) / 4.0)).astype(dtype)

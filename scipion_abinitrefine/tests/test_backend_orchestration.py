@@ -82,6 +82,9 @@ class StrictAccumulator(kernels_cpu.Accumulator):
 class StrictBackend:
     name = "strict"
     xp = StrictXP()
+    # the CUDA backend's batch cutting in the search (large chunks), checked here against the CPU's
+    search_chunk = 256
+    search_fine_bytes = 512 << 20
 
     def __init__(self):
         self.extract_calls = 0
@@ -138,7 +141,9 @@ def test_search_on_a_device_array_module_matches_cpu(problem):
     G = fourier.volume_to_fourier(vol.astype(np.float32), 2)
     out = {}
     for name, be in (("cpu", backend_mod.get_backend("cpu")), ("strict", StrictBackend())):
-        ps = PoseSearch(D, 12.0, 3.0, top_k=8, backend=be)
+        ps = PoseSearch(D, 12.0, 3.0, top_k=8, backend=be, chunk=4 if name == "cpu" else None)
+        if name == "cpu":
+            ps.fine_bytes = 1  # one image per sub-chunk of the finer levels; the strict one takes all 48 at once
         res, ll0 = ps.search(G, X, C, s2, kx, ky, r, temperature=2.0, n_keep=4, return_ll0=True)
         for a in (res.R, res.t, res.w, res.ess, res.ll_best, ll0):
             assert type(a) is np.ndarray  # results come back to the host

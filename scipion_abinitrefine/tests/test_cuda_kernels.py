@@ -193,6 +193,27 @@ def test_launch_config_limits():
         launch_config(10**6, 1, 256, (1024, 100, 65535))
 
 
+def test_low_occupancy_warning_silenced_others_kept():
+    """numba-cuda warns at every launch of fewer than 128 blocks, which the low-resolution iterations do by
+    nature: the demo's log on an H200 carried hundreds of such lines. Only that warning is dropped."""
+    import warnings
+
+    from numba.cuda.core import errors
+
+    from scipion_abinitrefine.engine import kernels_cuda  # noqa: F401 - installs the filter
+
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("default")  # what a user's session shows
+        from scipion_abinitrefine.engine.kernels_cuda import _silence_low_occupancy
+
+        _silence_low_occupancy()
+        # the message exactly as numba-cuda 0.30 words it, terminal escape codes included
+        grid = "\x1b[1mGrid size 23 will likely result in GPU under-utilization due to low occupancy.\x1b[0m"
+        warnings.warn(errors.NumbaPerformanceWarning(grid), stacklevel=1)
+        warnings.warn(errors.NumbaPerformanceWarning("\x1b[1mHost array used in CUDA kernel\x1b[0m"), stacklevel=1)
+    assert [str(r.message) for r in rec] == ["\x1b[1mHost array used in CUDA kernel\x1b[0m"]
+
+
 def test_cuda_backend_without_gpu_says_why_or_works_with_one():
     from scipion_abinitrefine.engine import backend
 
