@@ -8,8 +8,9 @@
 3. measures the ceilings: cuBLAS SGEMM (CuPy matmul, float32, TF32 off) and memory bandwidth (CuPy device
    copy), and reports each kernel's nominal FLOP/s and bytes/s against them;
 4. times the CPU kernels (numba, all cores) at the same size with fewer repetitions, for the speed-up;
-5. times whole SGD iterations (search + update, ``SGDRun.step``) at box ``--box`` / minibatch
-   ``--iter-minibatch`` at the maximum resolution (2.5 px) on the cuda backend and on the cpu backend;
+5. times whole SGD iterations (search + update, ``SGDRun.step``) at each of ``--iter-boxes`` (default: ``--box``)
+   with minibatch ``--iter-minibatch`` at the maximum resolution (2.5 px) on the cuda backend and on the cpu
+   backend;
 6. prints a table and writes JSON (default bench/results/gpu.json).
 
 Nominal work per frequency point and rotation (what a kernel does if nothing is cached):
@@ -301,6 +302,7 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=256, help="CUDA threads per block")
     ap.add_argument("--iter-minibatch", type=int, default=1000, help="minibatch of the timed SGD iterations")
     ap.add_argument("--iter-reps", type=int, default=3, help="timed SGD iterations on the GPU (CPU: 1)")
+    ap.add_argument("--iter-boxes", type=int, nargs="+", help="boxes of the timed SGD iterations (default: --box)")
     ap.add_argument("--json", default=str(ROOT / "bench" / "results" / "gpu.json"))
     args = ap.parse_args(argv)
 
@@ -336,20 +338,25 @@ def main(argv=None):
     ceil = ceilings(cp, max(3, args.reps // 2))
     cpu = {} if args.no_cpu else cpu_timings(F, R, kx, ky, vals, wts, pad, args.cpu_reps, gpu_out)
 
-    # 5. whole iterations
-    from scipion_abinitrefine.engine.backend import get_backend
-
-    iters = {"gpu": iteration_timings(be, D, args.iter_minibatch, args.iter_reps)}
-    cp.get_default_memory_pool().free_all_blocks()
-    if not args.no_cpu:
-        iters["cpu"] = iteration_timings(get_backend("cpu"), D, args.iter_minibatch, 1)
-
-    # 6. report
     rows = table(gpu, cpu, ceil, n * m)
     print_table(rows, ceil)
     if cpu:
         print(f"GPU vs CPU extraction at full size: relative max error {cpu['extract_gpu_vs_cpu_rel_err']:.2e}")
-    print_iterations(iters)
+
+    # 5. whole iterations (each box's table printed as soon as it is measured)
+    from scipion_abinitrefine.engine.backend import get_backend
+
+    iters = {}
+    for box in args.iter_boxes or [D]:
+        it = iters[f"box{box}"] = {"gpu": iteration_timings(be, box, args.iter_minibatch, args.iter_reps)}
+        cp.get_default_memory_pool().free_all_blocks()
+        if not args.no_cpu:
+            it["cpu"] = iteration_timings(get_backend("cpu"), box, args.iter_minibatch, 1)
+        print_iterations(it)
+        _write(args.json, dict(info=info, checks=checks, ok=True, size=size, gpu=gpu, cpu=cpu, ceilings=ceil,
+                               iterations=iters, table=rows))
+
+    # 6. report
     _write(args.json, dict(info=info, checks=checks, ok=True, size=size, gpu=gpu, cpu=cpu, ceilings=ceil,
                            iterations=iters,
                            table=rows, nominal_per_sample=dict(extract_flops=EXTRACT_FLOPS,
