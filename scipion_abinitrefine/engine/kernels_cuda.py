@@ -223,8 +223,25 @@ def require_gpu():
     if impl != "NVIDIA":
         raise RuntimeError("backend=cuda needs the numba-cuda package (pip install 'numba-cuda[cu13]'); numba's "
                            f"built-in CUDA target is not supported (numba.cuda.implementation = {impl!r})")
+    _check_compiler_loads()
     if not cuda.is_available():
         raise RuntimeError("backend=cuda: no usable NVIDIA GPU/driver found (numba.cuda.is_available() is False)")
+
+
+def _check_compiler_loads():
+    """Load now what numba-cuda loads at the first kernel compile, where an incompatible numpy would fail
+    deep inside the first launch, after the data were read (numba-cuda 0.30.4 with numpy 2.5: np.row_stack
+    is gone; seen on a GPU machine's image)."""
+    try:
+        import numba.cuda.np.arrayobj  # noqa: F401
+    except ModuleNotFoundError:
+        return  # another numba-cuda layout: its first compile will tell
+    except AttributeError as e:
+        from importlib.metadata import version
+
+        raise RuntimeError(f"backend=cuda: numba-cuda {version('numba-cuda')} does not load with numpy "
+                           f"{np.__version__} ({e}); install a numpy it supports (bench/RESULTS.rst's GPU runs: "
+                           "numpy 2.3.5 with numba-cuda 0.30.4) or a newer numba-cuda") from e
 
 
 class CUDABackend:

@@ -214,6 +214,21 @@ def test_low_occupancy_warning_silenced_others_kept():
     assert [str(r.message) for r in rec] == ["\x1b[1mHost array used in CUDA kernel\x1b[0m"]
 
 
+def test_cuda_backend_names_a_numpy_that_numba_cuda_cannot_load_with():
+    """numba-cuda 0.30.4 fails with numpy 2.5 (no np.row_stack) at its first kernel compile; the backend
+    says so when it is created, before any data are read. Replayed on this numpy by telling numba-cuda it runs
+    on numpy 2.5 and removing np.row_stack."""
+    code = ("import importlib\nimport numpy as np\nfrom scipion_abinitrefine.engine import kernels_cuda\n"
+            "importlib.import_module('numba.cuda.np.numpy_support').numpy_version = (2, 5)\ndel np.row_stack\n"
+            "try:\n    kernels_cuda.require_gpu()\nexcept RuntimeError as e:\n    print(e)\n")
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    env["PYTHONPATH"] = str(ROOT)
+    p = subprocess.run([sys.executable, "-c", code], env=env, cwd=str(ROOT), capture_output=True, text=True,
+                       timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "does not load with numpy" in p.stdout and "row_stack" in p.stdout, p.stdout + p.stderr[-3000:]
+
+
 def test_cuda_backend_without_gpu_says_why_or_works_with_one():
     from scipion_abinitrefine.engine import backend
 
