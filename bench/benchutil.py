@@ -6,6 +6,10 @@ import subprocess
 
 
 def git_rev() -> str:
-    """Short revision of the checkout the benchmark runs from (rows of bench/results carry it)."""
-    return subprocess.run(["git", "-C", os.path.dirname(os.path.abspath(__file__)), "rev-parse", "--short", "HEAD"],
-                          capture_output=True, text=True).stdout.strip()
+    """Short revision of the checkout the benchmark runs from (rows of bench/results carry it); '' where
+    there is no git (the GPU machine's copy of the tree)."""
+    try:
+        return subprocess.run(["git", "-C", os.path.dirname(os.path.abspath(__file__)), "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True).stdout.strip()
+    except OSError:
+        return ""

@@ -62,8 +62,10 @@ def refine_poses(be, G, X, C, s2, kx, ky, R0, t0, box: int, pad: int = 2, iters:
             J[:, :, j] = -C * (_slices(be, G, Rj, kx, ky, pad) - P) / np.float32(h) * inv_s
         xs = (r + C * P * inv_s)  # X exp(-i K.t) / sigma
         J[:, :, 3:] = (-1j * xs)[:, :, None] * K[None]
-        H = np.einsum("nmi,nmj->nij", J.conj(), J).real.astype(np.float64)
-        g = np.einsum("nmi,nm->ni", J.conj(), r).real.astype(np.float64)
+        # normal equations by batched matrix products (BLAS): einsum's loops took half of the polish at box 128
+        Jh = np.conj(J).transpose(0, 2, 1)  # (n, 5, m)
+        H = (Jh @ J).real.astype(np.float64)
+        g = (Jh @ r[:, :, None])[:, :, 0].real.astype(np.float64)
         Hd = H + lam[:, None, None] * (np.diagonal(H, axis1=1, axis2=2)[:, :, None] * np.eye(5) + 1e-9 * np.eye(5))
         step = -np.linalg.solve(Hd, g[:, :, None])[:, :, 0]
         # trust region: at most max_turn_deg and max_shift_px per step
