@@ -30,7 +30,8 @@ from hard import JOB_PARAMS, add_case_arguments, good_pose_errors, mark_used, mo
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("dir", help="a finished bench/hard.py case (p.star, out/)")
+    ap.add_argument("dir", help="a finished bench/hard.py case (p.star, out/); a case without a job (no "
+                    "out/particles.star: every particle of each half is used) is simulated into it if empty")
     add_case_arguments(ap)
     ap.add_argument("--start", default="truth", help="truth | lowpass:RES | job")
     ap.add_argument("--passes", type=int, default=2)
@@ -42,6 +43,13 @@ def main():
                     help="between passes: none (each half's reconstruction as it is) or fsc (each half-map's "
                     "shells multiplied by the two halves' FSC there, clipped to [0, 1]: the Wiener filter of a "
                     "half whose SSNR the FSC gives, as a gold-standard refinement's reference is filtered)")
+    ap.add_argument("--noise", default="images", choices=["images", "true"],
+                    help="each pass's noise model: images (the job's after-the-fact one: the images' own power "
+                         "per shell, signal included) or true (the power of 1,000 pure-noise images of the case's "
+                         "colour, normalised as the job normalises images)")
+    ap.add_argument("--samples", type=int, default=0,
+                    help="poses drawn per image from the coarse posterior outside the beam in each pass, as the "
+                         "SGD's update draws them (the job's final pass: none, the beam alone)")
     ap.add_argument("--params", default="{}", help="JSON of JobParams fields for the passes, e.g. "
                     "'{\"n_backproject\": 1}'")
     a = ap.parse_args()
@@ -51,9 +59,13 @@ def main():
     from scipion_abinitrefine.engine.job import Job, JobParams
 
     threads.limit(0)
+    if not os.path.exists(os.path.join(a.dir, "p.star")):
+        os.makedirs(a.dir, exist_ok=True)
+        simulate_case(a.dir, a.shape, a.n, a.snr, a.junk, a.seed, a.realistic, apix=a.apix)
     truth, t = simulate_case(None, a.shape, a.n, a.snr, a.junk, a.seed, a.realistic, apix=a.apix, write=False)
     ps = io.read_star(os.path.join(a.dir, "p.star"))
-    out = io.read_star(os.path.join(a.dir, "out", "particles.star"))
+    has_job = os.path.exists(os.path.join(a.dir, "out", "particles.star"))
+    out = io.read_star(os.path.join(a.dir, "out", "particles.star")) if has_job else None
     p = JobParams(**{**JOB_PARAMS, "max_res_A": a.max_res, **json.loads(a.params)}, n_starts=1, backend="cpu",
                   seed=a.seed)
     job = Job(ps, tempfile.mkdtemp(prefix="empass_"), p, log=None)
@@ -64,8 +76,23 @@ def main():
         if a.start.startswith("lowpass:"):
             start = fourier.lowpass_volume(start, truth.shape[0] * a.apix / float(a.start[8:]), width=2.0)
         maps = dict.fromkeys("AB", start)
+    if a.samples:
+        from scipion_abinitrefine.engine.search import PoseSearch
+
+        search = PoseSearch.search
+        draws = np.random.default_rng(a.seed)
+
+        def with_samples(self, *args, **kw):
+            kw.setdefault("n_samples", a.samples)
+            kw.setdefault("rng", draws)
+            return search(self, *args, **kw)
+
+        PoseSearch.search = with_samples
     for name, h in (("A", 1), ("B", 2)):
-        mark_used(job.runs[name], out, h)
+        if has_job:
+            mark_used(job.runs[name], out, h)
+        else:
+            job.runs[name].seen[:] = True
         if a.first is not None:
             job.runs[name].seen &= job.runs[name].idx < a.first
     for it in range(a.passes + 1):
@@ -77,11 +104,13 @@ def main():
             for name in "AB":
                 run = job.runs[name]
                 model_from_map(run, maps[name])
+                if a.noise == "true":
+                    run.s2_shell = true_noise(run, a.realistic, a.apix)
                 maps[name] = run.final_pass()
                 sel = np.flatnonzero(run.seen)
                 err = good_pose_errors(run.R[sel], run.idx[sel], t)
                 line.append(f"then {name}: median error {np.median(err):.0f} deg, "
-                            f"within 10 deg {np.mean(err < 10):.2f}")
+                            f"within 10 / 20 deg {np.mean(err < 10):.2f} / {np.mean(err < 20):.2f}")
             line.append(f"({time.time() - t0:.0f} s)")
         if a.filter == "fsc" and it < a.passes:
             maps = fsc_filtered(maps)
@@ -90,6 +119,21 @@ def main():
             maps = {k: amplitude_matched(v, truth / t["noise_sigma"], a.apix, a.max_res) for k, v in maps.items()}
             line.append("(amplitudes matched to the truth's)")
         print(", ".join(line), flush=True)
+
+
+def true_noise(run, realistic: bool, apix: float, n: int = 1000) -> np.ndarray:
+    """Per-shell noise model of ``run`` from ``n`` images of noise alone (the case's colour: ``hard.py``'s
+    realistic cases have coloured noise), normalised and sampled as the job reads particles."""
+    from scipion_abinitrefine.engine import fourier, simulate
+    from scipion_abinitrefine.engine.noise import initial_noise
+    from scipion_abinitrefine.engine.reconstruct import normalise_images
+
+    D = run.box
+    psd = np.sqrt(simulate.noise_psd(D, apix, "coloured")) if realistic else None
+    img = simulate._coloured_noise(np.random.default_rng(123), (n, D, D), 1.0, psd)
+    m = fourier.n_points_within(run.kx, run.ky, run.r_max)
+    X = fourier.image_points(normalise_images(img, run.rp), run.kx[:m], run.ky[:m])
+    return initial_noise(run.shell, X, m)
 
 
 def amplitude_matched(vol, ref, apix, max_res):

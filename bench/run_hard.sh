@@ -287,3 +287,20 @@ $PY bench/hard.py --shape bench/structures/1tii.pdb --apix 2.5 --snr 0.02 --n 10
 $PY bench/trace.py --shape bench/structures/6msm.pdb --apix 3.0 --snr 0.02 --n 10000 --junk 0.2 --realistic --oracle --starts 1 --iters 240 --every 20 --params "$P"
 $PY bench/trace.py --shape bench/structures/6msm.pdb --apix 3.0 --snr 0.02 --n 10000 --junk 0.2 --realistic --oracle --starts 1 --iters 120 --every 20 --params "${P/\"init_minibatch\": 90, \"final_minibatch\": 300/\"init_minibatch\": 900, \"final_minibatch\": 900}"
 $PY bench/peers.py --shape bench/structures/6msm.pdb --apix 3.0 --snr 0.02 --n 10000 --junk 0.2 --realistic --seeds 0 --threads 2 --out bench/results/peers22.jsonl
+# session 23: why the job loses 6msm from the true map. EM passes from the truth (DIR: a case directory; the
+# case is simulated into it when empty), then SGD traces from the truth
+C6="--shape bench/structures/6msm.pdb --apix 3.0 --snr 0.02 --n 10000 --junk 0.2 --realistic"
+for r in 35 20 12; do $PY bench/em_passes.py DIR $C6 --start truth --max-res $r --passes 3; done
+$PY bench/em_passes.py DIR $C6 --start truth --max-res 35 --passes 2 --params '{"n_backproject": 64, "final_top_k": 64, "top_k": 64}'
+$PY bench/em_passes.py DIR $C6 --start truth --max-res 20 --passes 2 --samples 32
+$PY bench/em_passes.py DIR $C6 --start truth --max-res 20 --passes 2 --noise true
+$PY bench/em_passes.py DIR $C6 --start truth --max-res 20 --passes 2 --filter fsc
+$PY bench/em_passes.py DIR $C6 --start truth --max-res 20 --passes 2 --filter sharpen-truth
+$PY bench/em_passes.py DIR_NOJUNK ${C6/--junk 0.2/--junk 0} --start truth --max-res 20 --passes 2
+$PY bench/em_passes.py DIR_40K ${C6/--n 10000/--n 40000} --start truth --max-res 20 --passes 1
+$PY bench/em_passes.py DIR_WHITE --shape bench/structures/6msm.pdb --apix 3.0 --snr 0.02 --n 10000 --start truth --max-res 20 --passes 2
+for v in "" "--constraints lowpass" "--noise white" "--noise frozen"; do
+  $PY bench/trace.py $C6 --oracle --starts 1 --iters 120 --every 20 $v --params "$P"; done
+P20=${P/\"init_res_A\": 35.0/\"init_res_A\": 20.0}
+$PY bench/trace.py $C6 --oracle --starts 1 --iters 160 --every 20 --params "$P20"
+$PY bench/trace.py $C6 --oracle --starts 1 --iters 160 --every 20 --params "${P20%\}}, \"init_lr\": 0.05}"
