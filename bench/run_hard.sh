@@ -304,3 +304,4 @@ for v in "" "--constraints lowpass" "--noise white" "--noise frozen"; do
 P20=${P/\"init_res_A\": 35.0/\"init_res_A\": 20.0}
 $PY bench/trace.py $C6 --oracle --starts 1 --iters 160 --every 20 --params "$P20"
 $PY bench/trace.py $C6 --oracle --starts 1 --iters 160 --every 20 --params "${P20%\}}, \"init_lr\": 0.05}"
+$PY bench/hard.py $C6 --seeds 0 --params "${P/lr_duration\": 100/lr_duration\": 20}" --dir DIR --out bench/results/s23.jsonl
