@@ -6,9 +6,11 @@
 #   bash bench/gpu_device.sh [gpu.py options...]
 #   GPU_BIG_JOB=1 bash bench/gpu_device.sh ...   # also the box-128, 20,000-particle job end to end (~5 min)
 #
-# Runs under the machine's own python3 (its numpy / numba / numba-cuda / CuPy). Pure-Python packages the
-# image lacks (mrcfile, emtable) travel as wheels in .whl/ (ignored by git; see the device README):
-#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 -d .whl mrcfile emtable
+# Runs under the machine's own python3 (its scipy / numba / numba-cuda / CuPy). What the image lacks travels as
+# wheels in .whl/ (ignored by git; see the device README): mrcfile and emtable, and numpy 2.3.5, since the
+# image's numpy 2.5.2 breaks numba-cuda 0.30.4 (session 23):
+#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 -d .whl mrcfile emtable numpy==2.3.5
 set -o pipefail
 OUT=${OUT:-/tmp/gpu_device}
 mkdir -p "$OUT"
