@@ -305,3 +305,6 @@ P20=${P/\"init_res_A\": 35.0/\"init_res_A\": 20.0}
 $PY bench/trace.py $C6 --oracle --starts 1 --iters 160 --every 20 --params "$P20"
 $PY bench/trace.py $C6 --oracle --starts 1 --iters 160 --every 20 --params "${P20%\}}, \"init_lr\": 0.05}"
 $PY bench/hard.py $C6 --seeds 0 --params "${P/lr_duration\": 100/lr_duration\": 20}" --dir DIR --out bench/results/s23.jsonl
+$PY bench/em_passes.py DIR $C6 --start truth --max-res 20 --passes 9
+$PY bench/em_passes.py DIR_DEMO1 --shape demo --apix 2.0 --snr 1.0 --n 2000 --start truth --max-res 8 --passes 3
+$PY bench/em_passes.py DIR_DEMO02 --shape demo --apix 2.0 --snr 0.02 --n 4000 --start truth --max-res 10 --passes 4
