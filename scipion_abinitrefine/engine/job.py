@@ -275,16 +275,36 @@ class Job:
             self.runs[name].set_model_volume(fsc.filter_by_shell(maps[name], w))
         return sgd, halves.cross_pose_agreement(self.runs["A"], self.runs["B"], seed=self.p.seed)
 
+    def _final_progress(self):
+        """A ``final_pass`` progress callback: a line per half every ``FINAL_PROGRESS_SECONDS`` and when it
+        ends, with its remaining time (the SGD's ETA does not include this pass, which at box 128 and 20,000
+        particles takes minutes even on a GPU)."""
+        t0 = time.time()
+        last = {}
+
+        def progress(run, done, total):
+            now = time.time()
+            if done < total and now - last.get(run.name, t0) < FINAL_PROGRESS_SECONDS:
+                return
+            last[run.name] = now
+            left = (now - t0) * (total - done) / max(done, 1)
+            self.say(f"  final pass, half {run.name}: {done}/{total} particles  {now - t0:7.1f} s  "
+                     f"ETA {time.strftime('%H:%M:%S', time.gmtime(left)):>8s}", flush=True)
+
+        return progress
+
     def finish(self) -> dict:
         from . import fsc, report, verdict
 
         A, B = self.runs["A"], self.runs["B"]
         self.say("final pass: poses of every seen particle against its half's final model")
+        progress = self._final_progress()
         # side by side up to box 128 (the padded full-box accumulator is 200 MB there, 1.6 GB at box 256)
         if self.ps.box <= PARALLEL_FINAL_MAX_BOX:
-            maps = dict(zip("AB", self._halves(A.final_pass, B.final_pass)))
+            maps = dict(zip("AB", self._halves(lambda: A.final_pass(progress=progress),
+                                               lambda: B.final_pass(progress=progress))))
         else:
-            maps = {"A": A.final_pass(), "B": B.final_pass()}
+            maps = {"A": A.final_pass(progress=progress), "B": B.final_pass(progress=progress)}
         if self.stop_signal is not None:  # the stage-"final" checkpoint is on disk: the pass reruns
             raise JobInterrupted(self.stop_signal, A.iteration, self.out, saved=False)
         apix = self.ps.apix
@@ -348,6 +368,9 @@ class Job:
         self.say(f"gold-standard resolution (FSC {names.FSC_GOLD}, corrected): {gs['resolution']:.2f} A; "
                  f"{len(used)} particles used, {len(unused)} unused; outputs in {self.out}")
         return result
+
+
+FINAL_PROGRESS_SECONDS = 30.0  # the final pass says how far it got at most this often (and when a half ends)
 
 
 def _eta(run) -> str:

@@ -34,8 +34,21 @@ def tiny_job(tmp_path_factory):
     # this schedule is marginal (gold-standard ~17 A against the 20 A alignment limit, before and after
     # the hard-data changes), and the verdict rightly does not call it converged.
     star = simulate(d / "data", snr=0.3)
-    res = run_job(star, str(d / "out"), JobParams(**TINY, num_particles=260), log=lambda *a, **k: None)
+    lines = []
+    res = run_job(star, str(d / "out"), JobParams(**TINY, num_particles=260),
+                  log=lambda *a, **k: lines.append(" ".join(map(str, a))))
+    (d / "said.log").write_text("\n".join(lines))  # what the job told the user (test_final_pass_progress)
     return star, d / "out", res
+
+
+def test_final_pass_progress(tiny_job):
+    """The final pass says how far each half got (the SGD's ETA does not cover it): at least its end, with
+    every particle of the half."""
+    _, out, res = tiny_job
+    said = (out.parent / "said.log").read_text()
+    for name in "AB":
+        n = res[f"n_half_{name}"]
+        assert f"final pass, half {name}: {n}/{n} particles" in said, said[-2000:]
 
 
 def test_outputs_read_back(tiny_job):
