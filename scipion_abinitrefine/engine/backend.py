@@ -26,7 +26,9 @@ from . import kernels_cpu
 class CPUBackend:
     name = "cpu"
     xp = np
-    # the pose search's batch cutting (search.PoseSearch): chunks that stay in the caches
+    # the pose search's batch cutting (search.PoseSearch): images per level-0 chunk, and bytes of one complex
+    # temporary of the finer levels; small, so they stay in the caches (a GPU wants large ones: each array
+    # operation is a kernel launch there, kernels_cuda.CUDABackend)
     search_chunk = 16
     search_fine_bytes = 8 << 20
 

@@ -30,8 +30,6 @@ SCORE_REACH = 2.0
 # Posterior mass outside the beam at level 0 below which no image of a batch needs samples (their weight
 # would be ~0): saves the samples' scoring on easy data, where every posterior is sharp.
 SHARP = 1e-3
-# Bytes of one complex temporary (images x poses x Fourier points) the finer levels may allocate at once.
-FINE_BYTES = 8 << 20
 
 
 def base_rotations() -> np.ndarray:
@@ -78,11 +76,10 @@ class PoseSearch:
         self.top_k = int(top_k)
         self.be = backend or get_backend("cpu")
         self.pad = pad
-        # images per level-0 chunk and the finer levels' temporaries per sub-chunk: small on a CPU (they stay
-        # in cache), large on a GPU (each array operation is a kernel launch; 4-image sub-chunks made the
-        # search at box 128 launch-bound, 3.1 s per 300 images on an H200)
-        self.chunk = int(chunk or getattr(self.be, "search_chunk", 16))
-        self.fine_bytes = int(getattr(self.be, "search_fine_bytes", FINE_BYTES))
+        # images per level-0 chunk, and bytes of one complex temporary (images x poses x Fourier points) the
+        # finer levels may allocate at once: each backend's own (``search_chunk``, ``search_fine_bytes``)
+        self.chunk = int(chunk or self.be.search_chunk)
+        self.fine_bytes = int(self.be.search_fine_bytes)
         self.step0 = so3.base_step_deg()
         self.score_reach = SCORE_REACH
         # the level-0 rotations: the whole base grid, or one asymmetric unit of it (symmetry.asymmetric_unit)

@@ -200,12 +200,10 @@ def test_low_occupancy_warning_silenced_others_kept():
 
     from numba.cuda.core import errors
 
-    from scipion_abinitrefine.engine import kernels_cuda  # noqa: F401 - installs the filter
+    from scipion_abinitrefine.engine.kernels_cuda import _silence_low_occupancy
 
     with warnings.catch_warnings(record=True) as rec:
-        warnings.simplefilter("default")  # what a user's session shows
-        from scipion_abinitrefine.engine.kernels_cuda import _silence_low_occupancy
-
+        warnings.simplefilter("default")  # what a user's session shows, then the job's filter on top
         _silence_low_occupancy()
         # the message exactly as numba-cuda 0.30 words it, terminal escape codes included
         grid = "\x1b[1mGrid size 23 will likely result in GPU under-utilization due to low occupancy.\x1b[0m"
