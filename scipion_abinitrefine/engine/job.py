@@ -289,7 +289,7 @@ class Job:
             last[run.name] = now
             left = (now - t0) * (total - done) / max(done, 1)
             self.say(f"  final pass, half {run.name}: {done}/{total} particles  {now - t0:7.1f} s  "
-                     f"ETA {time.strftime('%H:%M:%S', time.gmtime(left)):>8s}", flush=True)
+                     f"ETA {_hms(left):>8s}", flush=True)
 
         return progress
 
@@ -379,8 +379,11 @@ def _eta(run) -> str:
     if not run.log or done <= 0:
         return "?"
     per = sum(e["seconds"] for e in run.log[-10:]) / min(10, len(run.log))
-    left = 2 * per * (run.n_iters - run.iteration)  # two halves
-    return time.strftime("%H:%M:%S", time.gmtime(left))
+    return _hms(2 * per * (run.n_iters - run.iteration))  # two halves
+
+
+def _hms(seconds: float) -> str:
+    return time.strftime("%H:%M:%S", time.gmtime(seconds))
 
 
 def particles_fingerprint(ps) -> str:
