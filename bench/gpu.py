@@ -347,21 +347,18 @@ def main(argv=None):
     from scipion_abinitrefine.engine.backend import get_backend
 
     iters = {}
+    result = dict(info=info, checks=checks, ok=True, size=size, gpu=gpu, cpu=cpu, ceilings=ceil, iterations=iters,
+                  table=rows, nominal_per_sample=dict(extract_flops=EXTRACT_FLOPS, extract_bytes=EXTRACT_BYTES,
+                                                      insert_flops=INSERT_FLOPS, insert_bytes=INSERT_BYTES))
     for box in args.iter_boxes or [D]:
         it = iters[f"box{box}"] = {"gpu": iteration_timings(be, box, args.iter_minibatch, args.iter_reps)}
         cp.get_default_memory_pool().free_all_blocks()
         if not args.no_cpu:
             it["cpu"] = iteration_timings(get_backend("cpu"), box, args.iter_minibatch, 1)
         print_iterations(it)
-        _write(args.json, dict(info=info, checks=checks, ok=True, size=size, gpu=gpu, cpu=cpu, ceilings=ceil,
-                               iterations=iters, table=rows))
+        _write(args.json, result)  # what is measured so far, should a later box not finish
 
     # 6. report
-    _write(args.json, dict(info=info, checks=checks, ok=True, size=size, gpu=gpu, cpu=cpu, ceilings=ceil,
-                           iterations=iters,
-                           table=rows, nominal_per_sample=dict(extract_flops=EXTRACT_FLOPS,
-                                                               extract_bytes=EXTRACT_BYTES,
-                                                               insert_flops=INSERT_FLOPS, insert_bytes=INSERT_BYTES)))
     print(f"wrote {args.json}")
 
 
