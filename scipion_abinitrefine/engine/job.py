@@ -330,6 +330,7 @@ class Job:
         seen = np.zeros(n, bool)
         loglik = np.full(n, np.nan)
         maxprob = np.full(n, np.nan)
+        outlier_w = np.ones(n)
         for run in (A, B):
             g = run.idx[run.seen]
             r_, t_, p_ = so3.matrix_to_euler(run.R[run.seen].astype(np.float64))
@@ -338,11 +339,14 @@ class Job:
             oy[g] = run.t[run.seen, 1] * apix
             loglik[g] = run.loglik[run.seen]
             maxprob[g] = run.maxprob[run.seen]
+            outlier_w[g] = run.outlier_w[run.seen]
             seen[g] = True
         if self.p.exclude_junk:
             junk = seen & (loglik < 0)
-            self.say(f"{int(junk.sum())} particles explained no better than by noise go to unused.star")
-            seen &= ~junk
+            outlier = seen & ~junk & (outlier_w < 0.5)
+            self.say(f"{int(junk.sum())} particles explained no better than by noise and {int(outlier.sum())} "
+                     "outliers (far more power left unexplained than the rest) go to unused.star")
+            seen &= ~(junk | outlier)
         used = np.flatnonzero(seen)
         unused = np.flatnonzero(~seen)
         out_ps = self.ps.with_poses(rot, tilt, psi, ox, oy, half=self.half)._derive(loglik=loglik, maxprob=maxprob)

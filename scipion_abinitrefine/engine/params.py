@@ -102,6 +102,14 @@ class SGDParams:
         advanced=True,
         help="Weight each image by the probability that the model, rather than noise alone, explains it, so that "
              "junk steers the model less (command line: --no-junk-weighting turns it off).")
+    # weight down images with far more unexplained power at their best pose than their batch (engine/outliers.py):
+    # a contaminant brighter than the particle outweighs every particle in the likelihood and bends the model
+    outlier_weighting: bool = opt(
+        True, "Down-weight outliers?", flag="--no-outlier-weighting", form="outlierWeighting", section="Ab-initio",
+        advanced=True,
+        help="Weight down images that leave far more power unexplained at their best pose than the other images "
+             "of their batch (bright contaminants, aggregates, ice crystals), so that they do not steer the "
+             "model or the choice between random starts (command line: --no-outlier-weighting turns it off).")
     mask_diameter_A: float = opt(
         0.0, "Window/mask diameter (A)", flag="--mask-diameter", form="maskDiameter", section="Ab-initio", lo=0,
         hint="0 = automatic",
@@ -160,12 +168,13 @@ class JobParams(SGDParams):
              "explains the half's images best (likelihood against noise alone, on the same images). On low-SNR data "
              "some random starts stay stuck at low resolution where others converge. "
              "Each extra start costs those iterations once more. 1 = one start.")
-    # particles the final model explains no better than noise (log marginal likelihood ratio < 0) go to
-    # the unused output instead of particles.star
+    # particles the final model explains no better than noise (log marginal likelihood ratio < 0), and the
+    # final pass's outliers (outlier weight < 1/2), go to the unused output instead of particles.star
     exclude_junk: bool = opt(
         False, "Junk to the unused particles?", flag="--exclude-junk", form="excludeJunk", section="Ab-initio",
-        help="Particles that the final model explains no better than noise (negative rlnLogLikeliContribution) "
-             "go to the unused particles instead of the output.")
+        help="Particles that the final model explains no better than noise (negative rlnLogLikeliContribution), "
+             "and outliers that leave far more power unexplained than the rest (bright contaminants), go to the "
+             "unused particles instead of the output.")
     align_res_A: float = opt(
         20.0, "Half-map alignment resolution (A)", flag="--align-res", form="alignRes", section="Gold standard",
         lo=0, low_open=True, hint="e.g. 20",

@@ -36,7 +36,7 @@ import time
 
 import numpy as np
 
-from . import fourier, names, refine, schedule, symmetry
+from . import fourier, names, outliers, refine, schedule, symmetry
 from .backend import get_backend
 from .noise import initial_noise, shell_index, updated_noise
 from .params import SGDParams  # noqa: F401 (the parameters of SGDRun, re-exported)
@@ -130,6 +130,9 @@ class SGDRun:
         # only (search.SearchResult.evidence) and the best pose's posterior probability
         self.loglik = np.full(n, np.nan, np.float32)
         self.maxprob = np.full(n, np.nan, np.float32)
+        # ... and its outlier weight (engine/outliers.py: 1 unless the image left far more power unexplained
+        # than its batch)
+        self.outlier_w = np.ones(n, np.float32)
         self.log: list[dict] = []
 
     # ------------------------------------------------------------------------------ working box
@@ -222,17 +225,19 @@ class SGDRun:
         res = self.searcher.search(G, X, C, s2, kx, ky, r, temperature=T, n_keep=self.p.n_backproject,
                                    n_samples=self.p.n_samples, rng=self.rng)
         t1 = time.time()
-        self._remember(sel, res)
+        ow = self._outlier_weights(X, s2, res)
+        self._remember(sel, res, ow)
         self.seen[sel] = True
         # back-projection of posterior-weighted images and curvature
         self.acc.reset()
-        Xc = backproject(self.acc, res, X, C, s2, kx, ky, self.box, self.p.pad, self._image_weights(res),
+        Xc = backproject(self.acc, res, X, C, s2, kx, ky, self.box, self.p.pad, self._image_weights(res, ow),
                          self.sym)
         Bv, Wv = (self.be.to_host(a) for a in self.acc.result())
         # noise update from the residuals at the best pose at radius r
         Pbest = self.be.to_host(self.be.extract_slices(G, res.R[:, 0], kx, ky, self.p.pad))
+        fit = ow >= 0.5  # outliers' residuals are not noise
         self.s2_shell, self.s2_count = updated_noise(self.s2_shell, self.s2_count, self.shell,
-                                                     np.abs(Xc - C * Pbest) ** 2, m)
+                                                     np.abs(Xc[fit] - C[fit] * Pbest[fit]) ** 2, m)
         lr = self.lr_at(it)
         self._apply_update(Bv, Wv, lr, r)
         t2 = time.time()
@@ -258,25 +263,35 @@ class SGDRun:
                                    self.kx[:m], self.ky[:m], r, n_keep=1, n_samples=0)
         return np.asarray(res.evidence, np.float64)
 
-    def _remember(self, sel, res):
-        """Best pose and scores of images ``sel`` from their latest search."""
+    def _outlier_weights(self, X, s2, res) -> np.ndarray:
+        """Outlier weights (B,) of a batch's images from their search (:mod:`outliers`)."""
+        if not self.p.outlier_weighting:
+            return np.ones(len(X), np.float32)
+        u = outliers.unexplained_power(X, s2, res.ll_best)
+        return outliers.outlier_weights(u).astype(np.float32)
+
+    def _remember(self, sel, res, ow):
+        """Best pose and scores of images ``sel`` from their latest search (``ow``: outlier weights)."""
         self.R[sel] = res.R[:, 0]
         self.t[sel] = res.t[:, 0]
         self.loglik[sel] = res.evidence
         self.maxprob[sel] = res.w[:, 0]
+        self.outlier_w[sel] = ow
 
-    def _image_weights(self, res) -> np.ndarray:
-        """Back-projection weights (B, n): pose posteriors, times P(model explains the image) when asked.
+    def _image_weights(self, res, ow) -> np.ndarray:
+        """Back-projection weights (B, n): pose posteriors times the outlier weights ``ow`` (B,), times
+        P(model explains the image) when asked.
 
         With prior odds 1:1 between "the model explains the image" and "noise alone does", the posterior
         probability is sigmoid(evidence). A good particle has evidence >> 0 (weight ~1), an image of ice
         ~0 (weight ~1/2); while the model explains nothing every image has ~1/2, which changes nothing in
         the (normalised) update.
         """
+        w = res.w * ow[:, None]
         if not self.p.junk_weighting:
-            return res.w
+            return w.astype(np.float32)
         pw = 1.0 / (1.0 + np.exp(-np.clip(res.evidence.astype(np.float64), -50, 50)))
-        return (res.w * pw[:, None]).astype(np.float32)
+        return (w * pw[:, None]).astype(np.float32)
 
     def _choose_temperature(self, X, C, s2, r) -> float:
         """Annealing start: the temperature at which the median 3D ESS is the target fraction of the grid."""
@@ -364,8 +379,10 @@ class SGDRun:
                 res.R[:, 0], res.t[:, 0], _ = refine.refine_poses(
                     self.be, G, X[:, :m_search], C[:, :m_search], s2f[:m_search], kxf, kyf, res.R[:, 0],
                     res.t[:, 0], D, pad)
-            self._remember(sel, res)
-            backproject(acc, res, X, C, s2f, kxf, kyf, D, pad, self._image_weights(res), self.sym)
+            # the outlier test on the searched points, as in the SGD
+            ow = self._outlier_weights(X[:, :m_search], s2f[:m_search], res)
+            self._remember(sel, res, ow)
+            backproject(acc, res, X, C, s2f, kxf, kyf, D, pad, self._image_weights(res, ow), self.sym)
             if progress is not None:
                 progress(self, min(a + batch, len(sel_all)), len(sel_all))
         Bv, Wv = (self.be.to_host(a) for a in acc.result())
@@ -390,7 +407,7 @@ class SGDRun:
         return dict(G=self.G, H=self.H, s2_shell=self.s2_shell, s2_count=self.s2_count,
                     T0=np.nan if self.T0 is None else self.T0, iteration=self.iteration, order=self.order,
                     cursor=self.cursor, seen=self.seen, R=self.R, t=self.t, idx=self.idx,
-                    loglik=self.loglik, maxprob=self.maxprob,
+                    loglik=self.loglik, maxprob=self.maxprob, outlier_w=self.outlier_w,
                     rng_state=np.frombuffer(pickle.dumps(self.rng.bit_generator.state), np.uint8))
 
     def load_state(self, st: dict):
@@ -411,4 +428,6 @@ class SGDRun:
         if "loglik" in st:  # checkpoints written before the scores existed resume without them
             self.loglik = np.asarray(st["loglik"], np.float32)
             self.maxprob = np.asarray(st["maxprob"], np.float32)
+        if "outlier_w" in st:  # ... and before the outlier weights
+            self.outlier_w = np.asarray(st["outlier_w"], np.float32)
         self.rng.bit_generator.state = pickle.loads(np.asarray(st["rng_state"]).tobytes())

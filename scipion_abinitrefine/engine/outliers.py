@@ -1,0 +1,52 @@
+"""Images that carry far more unexplained power than their batch: outliers that must not steer the model.
+
+A particle image, at its best pose against a model that explains it, leaves a residual at the level of the
+noise: its mean |X - C P|^2 / s2 over the Fourier points searched is ~1, and it is about the same across a
+batch of such images (the spread of a chi-square over m points, plus the particles' own spread in contrast).
+A contaminant brighter than the particle (a compact object, an ice crystal, a carbon edge) leaves much more:
+on the 6msm cell (CFTR, 20% junk, SNR 0.02, bench/RESULTS.rst "Session 24") the 5% of images of another,
+compact object of the same mass carried 9x the particle's signal power (unexplained power 1.49 against the
+particles' 0.97 +- 0.08 under the true map). Weighted like particles, their log likelihood ratios (43 nats
+per image against 6) outweigh every particle's: the SGD bent the model towards that object (the contaminants'
+score rose from 43 to 88 nats while the particles' fell by 0.9), both halves shared the result, and the
+random starts were ranked by how well they explained the contaminant.
+
+The test is relative to the batch (its median and median absolute deviation), so it needs no calibration of
+the noise model, and it is one-sided: images the model explains worse than noise alone (empty ice, a particle
+off-centre) are the junk weighting's (``SGDParams.junk_weighting``), not this.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+# Full weight up to this many robust standard deviations above the batch's median unexplained power; beyond,
+# a Gaussian taper exp(-(z - Z) ^ 2 / 2): 0.61 at Z + 1, 0.14 at Z + 2, 0.01 at Z + 3. At Z = 2.5 about 0.6%
+# of Gaussian-spread particles lose any weight (at most half of it, for 0.1%).
+OUTLIER_Z = 2.5
+# the MAD of a batch's unexplained power is never taken below this (a batch of identical images)
+MIN_SPREAD = 1e-3
+# batches smaller than this are not judged (too few images for a median and a MAD)
+MIN_BATCH = 16
+
+
+def unexplained_power(X: np.ndarray, s2: np.ndarray, ll_best: np.ndarray) -> np.ndarray:
+    """Per image, the mean over its m points of |X - C P|^2 / s2 at its best pose (1: noise alone is left).
+
+    ``ll_best`` is the search's best log-likelihood (``search.SearchResult.ll_best``) over the same m points,
+    2 Re sum conj(X) C P / s2 - sum C^2 |P|^2 / s2 = sum |X|^2 / s2 - sum |X - C P|^2 / s2, so the residual is
+    the images' own power less it: no slice is cut again."""
+    X = np.asarray(X)
+    power = (np.abs(X) ** 2 / np.asarray(s2, np.float64)[None, :]).sum(axis=1)
+    return ((power - np.asarray(ll_best, np.float64)) / X.shape[1]).astype(np.float64)
+
+
+def outlier_weights(u: np.ndarray, z_full: float = OUTLIER_Z) -> np.ndarray:
+    """Weights in (0, 1] of images with unexplained power ``u`` (one batch): 1 up to ``z_full`` robust
+    standard deviations (1.4826 MAD) above the batch's median, then a Gaussian taper in z."""
+    u = np.asarray(u, np.float64)
+    if len(u) < MIN_BATCH:
+        return np.ones(len(u))
+    med = np.median(u)
+    spread = max(1.4826 * np.median(np.abs(u - med)), MIN_SPREAD)
+    z = (u - med) / spread
+    return np.where(z <= z_full, 1.0, np.exp(-0.5 * (z - z_full) ** 2))
