@@ -179,7 +179,7 @@ def cross_pose_agreement(A, B, n_images: int = CROSS_IMAGES, seed: int = 0, deta
                          own_evidence: bool = True) -> dict:
     """Do the halves' models (the SGD's last, or the half-maps) give the same images the same poses?
 
-    For up to ``n_images`` seen images of each half: the best pose against the *other* half's model
+    For up to ``n_images`` seen images of each half (outliers left out): the best pose against the *other* half's model
     (the halves share one frame after the last alignment) against the image's own final pose, as a
     geodesic angle (the closest symmetry mate). A right structure determines the poses of most images to
     the resolution's precision, whichever half's model is used; two halves that settled on a shared blob
@@ -206,7 +206,9 @@ def cross_pose_agreement(A, B, n_images: int = CROSS_IMAGES, seed: int = 0, deta
     sym = np.asarray(A.sym, np.float64)
     ev_by_map = {"A": [], "B": []}  # per map: the evidence of the sampled images of both halves
     for name, other_name, own, other in (("A", "B", A, B), ("B", "A", B, A)):
-        seen = np.flatnonzero(own.seen)
+        # the particles, not the outliers (engine/outliers.py): a bright contaminant's evidence would decide
+        # which map the images prefer
+        seen = np.flatnonzero(own.seen & (own.outlier_w >= 0.5))
         if not len(seen):
             continue
         sel = np.sort(rng.choice(seen, min(n_images, len(seen)), replace=False))
