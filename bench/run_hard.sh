@@ -308,3 +308,14 @@ $PY bench/hard.py $C6 --seeds 0 --params "${P/lr_duration\": 100/lr_duration\": 
 $PY bench/em_passes.py DIR $C6 --start truth --max-res 20 --passes 9
 $PY bench/em_passes.py DIR_DEMO1 --shape demo --apix 2.0 --snr 1.0 --n 2000 --start truth --max-res 8 --passes 3
 $PY bench/em_passes.py DIR_DEMO02 --shape demo --apix 2.0 --snr 0.02 --n 4000 --start truth --max-res 10 --passes 4
+# session 24: the bright contaminant. Traces from the truth (start 1) and three random starts at 20 A, before
+# (9eb0d85) and with the outlier weights; EM passes from the truth; the job on the cell, from 35 A ($P) and
+# from 20 A; the realistic demo cell at 0.015 and 1tii's realistic cell at 0.02 as checks
+P20M=${P/\"init_res_A\": 35.0/\"init_res_A\": 20.0}
+P20M=${P20M/\"init_minibatch\": 90/\"init_minibatch\": 300}
+$PY bench/trace.py $C6 --truth-starts 1 --starts 4 --iters 160 --every 40 --params "$P20M"
+$PY bench/em_passes.py DIR $C6 --start truth --max-res 20 --passes 3
+$PY bench/hard.py $C6 --seeds 0 --params "$P" --dir DIR --out bench/results/s24.jsonl
+$PY bench/hard.py $C6 --seeds 0 --params '{"max_res_A": 10.0, "init_res_A": 20.0, "init_iters": 60, "final_iters": 30, "radius_step": 0.05, "init_minibatch": 300, "final_minibatch": 300, "minibatch_switch_iter": 100, "lr_duration": 40, "align_every": 40}' --dir DIR --out bench/results/s24.jsonl
+$PY bench/hard.py --shape demo --snr 0.015 --n 10000 --junk 0.2 --realistic --seeds 0 --params "$P" --dir DIR --out bench/results/s24.jsonl
+$PY bench/hard.py --shape bench/structures/1tii.pdb --apix 2.5 --snr 0.02 --n 10000 --junk 0.2 --realistic --seeds 0 --params "$P" --dir DIR --out bench/results/s24.jsonl
