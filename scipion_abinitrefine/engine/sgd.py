@@ -8,13 +8,15 @@ is what slices are cut from. One iteration:
    their transforms at the current Fourier radius;
 2. search poses coarse-to-fine (:mod:`search`) with the per-shell noise model and the annealing temperature;
 3. back-project the posterior-weighted, CTF-weighted images (B = sum w C X / s2) and the curvature
-   (W = sum w C^2 / s2);
+   (W = sum w C^2 / s2); each image's w also carries its junk weight and its outlier weight (:mod:`outliers`:
+   an image that leaves far more power unexplained than its batch, a bright contaminant, counts less);
 4. preconditioned step: H <- (1 - lr) H + W ; G <- G + (B - W G) / (H + lambda). This is the online
    (exponentially forgetting) weighted mean of minibatch reconstructions; lr = 1 jumps to the minibatch's
    own reconstruction, lr -> 0 averages ever more minibatches; every voxel gets its own step size;
 5. real-space constraints: background to zero, non-negativity, soft spherical window, re-centring, low-pass
    at the current radius;
-6. noise model: per-shell s2 from the residuals at the best poses (running average with a prior weight).
+6. noise model: per-shell s2 from the residuals at the best poses (running average with a prior weight;
+   the outliers' residuals left out).
 
 Working box: the model, its curvature and every per-iteration volume operation live in a box Dw <= D that
 follows the current radius (``fourier.working_box``): the same physical extent at a coarser voxel, whose
