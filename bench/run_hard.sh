@@ -319,3 +319,4 @@ $PY bench/hard.py $C6 --seeds 0 --params "$P" --dir DIR --out bench/results/s24.
 $PY bench/hard.py $C6 --seeds 0 --params '{"max_res_A": 10.0, "init_res_A": 20.0, "init_iters": 60, "final_iters": 30, "radius_step": 0.05, "init_minibatch": 300, "final_minibatch": 300, "minibatch_switch_iter": 100, "lr_duration": 40, "align_every": 40}' --dir DIR --out bench/results/s24.jsonl
 $PY bench/hard.py --shape demo --snr 0.015 --n 10000 --junk 0.2 --realistic --seeds 0 --params "$P" --dir DIR --out bench/results/s24.jsonl
 $PY bench/hard.py --shape bench/structures/1tii.pdb --apix 2.5 --snr 0.02 --n 10000 --junk 0.2 --realistic --seeds 0 --params "$P" --dir DIR --out bench/results/s24.jsonl
+$PY bench/hard.py $C6 --seeds 0 --oracle-only --params "$P" --dir DIR --out bench/results/s24.jsonl
