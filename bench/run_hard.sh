@@ -320,3 +320,4 @@ $PY bench/hard.py $C6 --seeds 0 --params '{"max_res_A": 10.0, "init_res_A": 20.0
 $PY bench/hard.py --shape demo --snr 0.015 --n 10000 --junk 0.2 --realistic --seeds 0 --params "$P" --dir DIR --out bench/results/s24.jsonl
 $PY bench/hard.py --shape bench/structures/1tii.pdb --apix 2.5 --snr 0.02 --n 10000 --junk 0.2 --realistic --seeds 0 --params "$P" --dir DIR --out bench/results/s24.jsonl
 $PY bench/hard.py $C6 --seeds 0 --oracle-only --params "$P" --dir DIR --out bench/results/s24.jsonl
+$PY bench/hard.py $C6 --seeds 1 --params "$P" --dir DIR --out bench/results/s24.jsonl
