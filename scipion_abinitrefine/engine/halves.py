@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 
-from . import so3
+from . import outliers, so3
 
 # A half-map alignment that changes the hand or turns B by more than two base-grid steps (30 deg) is applied
 # only when it beats leaving B where it is by this much NCC. Low-resolution maps of blobby particles fit
@@ -208,7 +208,7 @@ def cross_pose_agreement(A, B, n_images: int = CROSS_IMAGES, seed: int = 0, deta
     for name, other_name, own, other in (("A", "B", A, B), ("B", "A", B, A)):
         # the particles, not the outliers (engine/outliers.py): a bright contaminant's evidence would decide
         # which map the images prefer
-        seen = np.flatnonzero(own.seen & (own.outlier_w >= 0.5))
+        seen = np.flatnonzero(own.seen & (own.outlier_w >= outliers.OUTLIER_BELOW))
         if not len(seen):
             continue
         sel = np.sort(rng.choice(seen, min(n_images, len(seen)), replace=False))

@@ -17,7 +17,7 @@ from dataclasses import asdict
 
 import numpy as np
 
-from . import bounds, halves, io, names, outdir, so3, threads
+from . import bounds, halves, io, names, outdir, outliers, so3, threads
 from .halves import choose_used, split_halves
 from .params import FEW_PER_HALF, JobParams, data_errors, n_used
 from .sgd import SGDRun
@@ -343,7 +343,7 @@ class Job:
             seen[g] = True
         if self.p.exclude_junk:
             junk = seen & (loglik < 0)
-            outlier = seen & ~junk & (outlier_w < 0.5)
+            outlier = seen & ~junk & (outlier_w < outliers.OUTLIER_BELOW)
             self.say(f"{int(junk.sum())} particles explained no better than by noise and {int(outlier.sum())} "
                      "outliers (far more power left unexplained than the rest) go to unused.star")
             seen &= ~(junk | outlier)

@@ -27,6 +27,9 @@ OUTLIER_Z = 2.5
 MIN_SPREAD = 1e-3
 # batches smaller than this are not judged (too few images for a median and a MAD)
 MIN_BATCH = 16
+# an image whose weight is below this counts as an outlier where a yes / no is needed: its residuals stay out
+# of the noise model, the verdict's pose tests skip it, --exclude-junk sends it to the unused particles
+OUTLIER_BELOW = 0.5
 
 
 def unexplained_power(X: np.ndarray, s2: np.ndarray, ll_best: np.ndarray) -> np.ndarray:

@@ -237,7 +237,7 @@ class SGDRun:
         Bv, Wv = (self.be.to_host(a) for a in self.acc.result())
         # noise update from the residuals at the best pose at radius r
         Pbest = self.be.to_host(self.be.extract_slices(G, res.R[:, 0], kx, ky, self.p.pad))
-        fit = ow >= 0.5  # outliers' residuals are not noise
+        fit = ow >= outliers.OUTLIER_BELOW  # outliers' residuals are not noise
         self.s2_shell, self.s2_count = updated_noise(self.s2_shell, self.s2_count, self.shell,
                                                      np.abs(Xc[fit] - C[fit] * Pbest[fit]) ** 2, m)
         lr = self.lr_at(it)
