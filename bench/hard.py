@@ -161,14 +161,35 @@ def evaluate(out_dir, truth_vol, t, apix):
     o = truth_scores(0.5 * (a + b), ps, truth_vol, t, apix)
     o["halves"] = half_truth_scores(a, b, ps, truth_vol, t, apix)
     if t["junk"].any() and ps.loglik is not None:
-        # junk detection: the lowest 20% of the log-likelihood gain, normalised per half-set
-        score = ps.loglik.copy()
+        o.update(junk_scores(ps, t))
+    return o
+
+
+def junk_scores(ps, t) -> dict:
+    """Junk detection: precision / recall of the lowest 20% of each of two per-particle scores, with each
+    junk kind's recall. The scores: the log of the weight the model gives an image
+    (``outliers.particle_log_weight``: sigmoid of rlnLogLikeliContribution times the outlier weight of
+    rlnParticleSelectZScore; a probability, ranked as it is) and, as ``*_ll``, the log-likelihood ratio alone
+    (as z scores within each half-set)."""
+    from scipion_abinitrefine.engine import outliers
+
+    isj = t["junk"][ps.stack_index]
+    kind = np.asarray(t["junk_kind"], dtype=object)[ps.stack_index]
+    o = {}
+    scores = {"": outliers.particle_log_weight(ps.loglik, ps.select_z) if ps.select_z is not None else None,
+              "_ll": ps.loglik}
+    for tag, raw in scores.items():
+        if raw is None:
+            continue
+        score = np.asarray(raw, np.float64).copy()
         for h in (1, 2):
             s = ps.half == h
-            score[s] = (score[s] - np.median(score[s])) / (np.std(score[s]) + 1e-9)
+            if tag == "_ll":
+                score[s] = (score[s] - np.median(score[s])) / (np.std(score[s]) + 1e-9)
         low = score <= np.percentile(score, 20)
-        isj = t["junk"][ps.stack_index]
-        o.update(junk_precision=float(isj[low].mean()), junk_recall=float(low[isj].mean()))
+        o[f"junk_precision{tag}"] = float(isj[low].mean())
+        o[f"junk_recall{tag}"] = float(low[isj].mean())
+        o[f"junk_recall_kind{tag}"] = {str(k): float(low[kind == k].mean()) for k in sorted(set(kind[isj]))}
     return o
 
 
@@ -212,6 +233,8 @@ def run_case(shape, n, snr, junk, seed, oracle, realistic, params, phantom_symme
 
 def row(r) -> str:
     junk = f"junk P/R {r['junk_precision']:.2f}/{r['junk_recall']:.2f}, " if "junk_recall" in r else ""
+    if "junk_recall_ll" in r:
+        junk += f"(ratio alone {r['junk_precision_ll']:.2f}), "
     return (f"{os.path.basename(r['shape']):9s} SNR {r['snr']:<6g} n {r['n']:6d} junk {r['junk']:.2f} seed {r['seed']} "
             f"{'oracle' if r['oracle'] else 'random'}: FSC(truth) 0.5 {r['fsc05_A']:.1f} A, 0.143 "
             f"{r['fsc0143_A']:.1f} A, median err {r['median_err_deg']:.1f} deg, within 10 deg "

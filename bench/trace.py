@@ -4,8 +4,8 @@
     .venv/bin/python bench/trace.py --shape demo --snr 0.01 --n 10000 --junk 0.2 --realistic --starts 4 \
         --iters 120 --params '{"init_iters": 60}'
 
-Simulates the case exactly as ``bench/hard.py`` does, builds the job, and steps only half A's starts for
-``--iters`` iterations. Every ``--every`` iterations, per start: median 3D ESS, the fraction of the good
+Simulates the case exactly as ``bench/hard.py`` does, builds the job, and steps one half's starts (``--half``,
+default A) for ``--iters`` iterations. Every ``--every`` iterations, per start: median 3D ESS, the fraction of the good
 particles seen so far whose latest pose lies within 20 deg of the truth (after the best global rotation,
 both hands), and the model's FSC to the truth (aligned, both hands) averaged over 40-20 A and 20-11 A; and,
 where the job would compare starts, their scores (``starts.start_scores``). Prints one table row per check.
@@ -49,6 +49,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_case_arguments(ap)
     ap.add_argument("--starts", type=int, default=4)
+    ap.add_argument("--half", default="A", choices=["A", "B"],
+                    help="the half whose starts to follow (with --starts 8, the job's own starts of that half)")
     ap.add_argument("--iters", type=int, default=120)
     ap.add_argument("--every", type=int, default=20)
     ap.add_argument("--params", default="{}")
@@ -99,7 +101,7 @@ def main():
         from scipion_abinitrefine.engine import sgd
 
         sgd.updated_noise = lambda s2, count, *args: (s2, count)
-    runs = job.candidates["A"]
+    runs = job.candidates[a.half]
     for run in runs[:len(runs) if a.oracle else a.truth_starts]:
         run.set_model_volume(truth / t["noise_sigma"])
     if a.noise == "white":

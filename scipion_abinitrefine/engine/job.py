@@ -331,6 +331,7 @@ class Job:
         loglik = np.full(n, np.nan)
         maxprob = np.full(n, np.nan)
         outlier_w = np.ones(n)
+        select_z = np.full(n, np.nan)
         for run in (A, B):
             g = run.idx[run.seen]
             r_, t_, p_ = so3.matrix_to_euler(run.R[run.seen].astype(np.float64))
@@ -340,6 +341,7 @@ class Job:
             loglik[g] = run.loglik[run.seen]
             maxprob[g] = run.maxprob[run.seen]
             outlier_w[g] = run.outlier_w[run.seen]
+            select_z[g] = run.outlier_z[run.seen]
             seen[g] = True
         if self.p.exclude_junk:
             junk = seen & (loglik < 0)
@@ -349,7 +351,8 @@ class Job:
             seen &= ~(junk | outlier)
         used = np.flatnonzero(seen)
         unused = np.flatnonzero(~seen)
-        out_ps = self.ps.with_poses(rot, tilt, psi, ox, oy, half=self.half)._derive(loglik=loglik, maxprob=maxprob)
+        out_ps = self.ps.with_poses(rot, tilt, psi, ox, oy, half=self.half)
+        out_ps = out_ps._derive(loglik=loglik, maxprob=maxprob, select_z=select_z)
         out_ps = out_ps.subset(used)
         io.write_star(os.path.join(self.out, names.OUT_PARTICLES), out_ps)
         un = self.ps.subset(unused)

@@ -43,13 +43,40 @@ def unexplained_power(X: np.ndarray, s2: np.ndarray, ll_best: np.ndarray) -> np.
     return ((power - np.asarray(ll_best, np.float64)) / X.shape[1]).astype(np.float64)
 
 
+def robust_z(u: np.ndarray) -> np.ndarray:
+    """Robust z score of each image's unexplained power ``u`` against its batch: (u - median) / (1.4826
+    MAD). Batches under ``MIN_BATCH`` images are not judged (z = 0). Written to ``particles.star`` as
+    ``rlnParticleSelectZScore``, RELION's column for "how far this particle stands out; high: an outlier"."""
+    u = np.asarray(u, np.float64)
+    if len(u) < MIN_BATCH:
+        return np.zeros(len(u))
+    med = np.median(u)
+    spread = max(1.4826 * np.median(np.abs(u - med)), MIN_SPREAD)
+    return (u - med) / spread
+
+
+def weights_from_z(z: np.ndarray, z_full: float = OUTLIER_Z) -> np.ndarray:
+    """Weights in (0, 1]: 1 up to ``z_full``, then a Gaussian taper exp(-(z - z_full) ^ 2 / 2)."""
+    z = np.asarray(z, np.float64)
+    return np.where(z <= z_full, 1.0, np.exp(-0.5 * (np.maximum(z, z_full) - z_full) ** 2))
+
+
 def outlier_weights(u: np.ndarray, z_full: float = OUTLIER_Z) -> np.ndarray:
     """Weights in (0, 1] of images with unexplained power ``u`` (one batch): 1 up to ``z_full`` robust
     standard deviations (1.4826 MAD) above the batch's median, then a Gaussian taper in z."""
-    u = np.asarray(u, np.float64)
-    if len(u) < MIN_BATCH:
-        return np.ones(len(u))
-    med = np.median(u)
-    spread = max(1.4826 * np.median(np.abs(u - med)), MIN_SPREAD)
-    z = (u - med) / spread
-    return np.where(z <= z_full, 1.0, np.exp(-0.5 * (z - z_full) ** 2))
+    return weights_from_z(robust_z(u), z_full)
+
+
+def particle_log_weight(loglik: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """Log of the weight an image has in the model: log sigmoid(log-likelihood ratio) (the probability that
+    the model, rather than noise alone, explains it: ``SGDParams.junk_weighting``) plus the log of its outlier
+    weight (``weights_from_z``), from the columns rlnLogLikeliContribution and rlnParticleSelectZScore.
+
+    The lowest values are the likeliest junk of both kinds: images the model explains no better than noise
+    (empty ice, off-centre particles: a ratio near or below 0) and images far brighter than a particle
+    (another object: a high ratio, an outlier weight near 0). Ranked by the ratio alone, the second kind looks
+    like the best particles. ``z`` may be NaN (not judged): weight 1."""
+    ll = np.asarray(loglik, np.float64)
+    zz = np.nan_to_num(np.asarray(z, np.float64), nan=-np.inf)
+    excess = np.maximum(zz - OUTLIER_Z, 0.0)
+    return -np.logaddexp(0.0, -ll) - 0.5 * excess ** 2  # log sigmoid(ll) + log weights_from_z(z)

@@ -41,9 +41,10 @@ def _opt_float(x):
 
 
 _PER_PARTICLE = ("image_names", "stack_paths", "stack_index", "rot", "tilt", "psi", "origin_x", "origin_y",
-                 "half", "micrograph", "loglik", "maxprob")
+                 "half", "micrograph", "loglik", "maxprob", "select_z")
 # per-particle scores of the final pose assignment, with RELION's column names
-_SCORE_COLUMNS = (("loglik", "rlnLogLikeliContribution"), ("maxprob", "rlnMaxValueProbDistribution"))
+_SCORE_COLUMNS = (("loglik", "rlnLogLikeliContribution"), ("maxprob", "rlnMaxValueProbDistribution"),
+                  ("select_z", "rlnParticleSelectZScore"))
 
 
 @dataclass(eq=False)
@@ -69,6 +70,7 @@ class ParticleSet:
     micrograph: np.ndarray | None = None
     loglik: np.ndarray | None = None  # rlnLogLikeliContribution: log marginal likelihood (vs noise only)
     maxprob: np.ndarray | None = None  # rlnMaxValueProbDistribution: posterior probability of the best pose
+    select_z: np.ndarray | None = None  # rlnParticleSelectZScore: outlier z score (engine/outliers.py; high: junk)
     source_star: str | None = None
     _cache: _StackCache | None = field(default=None, init=False, repr=False)
     _codes: tuple | None = field(default=None, init=False, repr=False)
@@ -79,7 +81,7 @@ class ParticleSet:
         self.stack_index = np.asarray(self.stack_index, dtype=np.int64).reshape(-1)
         self.apix = float(self.apix)
         self.box = int(self.box)
-        for name in ("rot", "tilt", "psi", "origin_x", "origin_y", "loglik", "maxprob"):
+        for name in ("rot", "tilt", "psi", "origin_x", "origin_y", "loglik", "maxprob", "select_z"):
             setattr(self, name, _opt_float(getattr(self, name)))
         if self.half is not None:
             self.half = np.asarray(self.half, dtype=np.int64).reshape(-1)
@@ -129,7 +131,7 @@ class ParticleSet:
     def _derive(self, **changes) -> ParticleSet:
         kw = {name: getattr(self, name) for name in
               ("image_names", "stack_paths", "stack_index", "apix", "box", "ctf", "rot", "tilt", "psi",
-               "origin_x", "origin_y", "half", "micrograph", "loglik", "maxprob", "source_star")}
+               "origin_x", "origin_y", "half", "micrograph", "loglik", "maxprob", "select_z", "source_star")}
         kw.update(changes)
         out = ParticleSet(**kw)
         out._cache = self._cache  # same stacks: share the open memory maps

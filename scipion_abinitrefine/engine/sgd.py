@@ -135,6 +135,8 @@ class SGDRun:
         # ... and its outlier weight (engine/outliers.py: 1 unless the image left far more power unexplained
         # than its batch)
         self.outlier_w = np.ones(n, np.float32)
+        # ... and the robust z score behind it (outliers.robust_z; written as rlnParticleSelectZScore)
+        self.outlier_z = np.full(n, np.nan, np.float32)
         self.log: list[dict] = []
 
     # ------------------------------------------------------------------------------ working box
@@ -227,8 +229,8 @@ class SGDRun:
         res = self.searcher.search(G, X, C, s2, kx, ky, r, temperature=T, n_keep=self.p.n_backproject,
                                    n_samples=self.p.n_samples, rng=self.rng)
         t1 = time.time()
-        ow = self._outlier_weights(X, s2, res)
-        self._remember(sel, res, ow)
+        ow, oz = self._outlier_weights(X, s2, res)
+        self._remember(sel, res, ow, oz)
         self.seen[sel] = True
         # back-projection of posterior-weighted images and curvature
         self.acc.reset()
@@ -265,20 +267,23 @@ class SGDRun:
                                    self.kx[:m], self.ky[:m], r, n_keep=1, n_samples=0)
         return np.asarray(res.evidence, np.float64)
 
-    def _outlier_weights(self, X, s2, res) -> np.ndarray:
-        """Outlier weights (B,) of a batch's images from their search (:mod:`outliers`)."""
+    def _outlier_weights(self, X, s2, res) -> tuple[np.ndarray, np.ndarray]:
+        """Outlier weights (B,) of a batch's images from their search (:mod:`outliers`; all 1 with
+        ``outlier_weighting`` off) and their robust z scores (B,), which are kept as a score either way."""
+        z = outliers.robust_z(outliers.unexplained_power(X, s2, res.ll_best))
         if not self.p.outlier_weighting:
-            return np.ones(len(X), np.float32)
-        u = outliers.unexplained_power(X, s2, res.ll_best)
-        return outliers.outlier_weights(u).astype(np.float32)
+            return np.ones(len(X), np.float32), z.astype(np.float32)
+        return outliers.weights_from_z(z).astype(np.float32), z.astype(np.float32)
 
-    def _remember(self, sel, res, ow):
-        """Best pose and scores of images ``sel`` from their latest search (``ow``: outlier weights)."""
+    def _remember(self, sel, res, ow, oz):
+        """Best pose and scores of images ``sel`` from their latest search (``ow``: outlier weights, ``oz``:
+        their z scores)."""
         self.R[sel] = res.R[:, 0]
         self.t[sel] = res.t[:, 0]
         self.loglik[sel] = res.evidence
         self.maxprob[sel] = res.w[:, 0]
         self.outlier_w[sel] = ow
+        self.outlier_z[sel] = oz
 
     def _image_weights(self, res, ow) -> np.ndarray:
         """Back-projection weights (B, n): pose posteriors times the outlier weights ``ow`` (B,), times
@@ -382,8 +387,8 @@ class SGDRun:
                     self.be, G, X[:, :m_search], C[:, :m_search], s2f[:m_search], kxf, kyf, res.R[:, 0],
                     res.t[:, 0], D, pad)
             # the outlier test on the searched points, as in the SGD
-            ow = self._outlier_weights(X[:, :m_search], s2f[:m_search], res)
-            self._remember(sel, res, ow)
+            ow, oz = self._outlier_weights(X[:, :m_search], s2f[:m_search], res)
+            self._remember(sel, res, ow, oz)
             backproject(acc, res, X, C, s2f, kxf, kyf, D, pad, self._image_weights(res, ow), self.sym)
             if progress is not None:
                 progress(self, min(a + batch, len(sel_all)), len(sel_all))
@@ -409,7 +414,7 @@ class SGDRun:
         return dict(G=self.G, H=self.H, s2_shell=self.s2_shell, s2_count=self.s2_count,
                     T0=np.nan if self.T0 is None else self.T0, iteration=self.iteration, order=self.order,
                     cursor=self.cursor, seen=self.seen, R=self.R, t=self.t, idx=self.idx,
-                    loglik=self.loglik, maxprob=self.maxprob, outlier_w=self.outlier_w,
+                    loglik=self.loglik, maxprob=self.maxprob, outlier_w=self.outlier_w, outlier_z=self.outlier_z,
                     rng_state=np.frombuffer(pickle.dumps(self.rng.bit_generator.state), np.uint8))
 
     def load_state(self, st: dict):
@@ -432,4 +437,6 @@ class SGDRun:
             self.maxprob = np.asarray(st["maxprob"], np.float32)
         if "outlier_w" in st:  # ... and before the outlier weights
             self.outlier_w = np.asarray(st["outlier_w"], np.float32)
+        if "outlier_z" in st:  # ... and before their z scores
+            self.outlier_z = np.asarray(st["outlier_z"], np.float32)
         self.rng.bit_generator.state = pickle.loads(np.asarray(st["rng_state"]).tobytes())

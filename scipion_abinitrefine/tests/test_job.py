@@ -69,6 +69,8 @@ def test_outputs_read_back(tiny_job):
     # per-particle scores (RELION's names) for every used particle; probabilities in (0, 1]
     assert used.loglik is not None and np.all(np.isfinite(used.loglik))
     assert np.all((used.maxprob > 0) & (used.maxprob <= 1 + 1e-6))
+    # the outlier z score (rlnParticleSelectZScore): against each batch's median, so centred on 0
+    assert used.select_z is not None and np.all(np.isfinite(used.select_z)) and abs(np.median(used.select_z)) < 0.5
     a, apix = io.read_mrc(str(out / "half_map_A.mrc"))
     assert a.shape == (32, 32, 32) and apix == pytest.approx(4.0)
     table = np.genfromtxt(out / "fsc.csv", delimiter=",", names=True)

@@ -83,6 +83,30 @@ def test_sgd_weights_the_contaminant_down(contaminated):
     while not off.done:
         off.step()
     assert np.all(off.outlier_w == 1.0)
+    # the z score is kept either way (rlnParticleSelectZScore): the contaminant stands out
+    for r in (run, off):
+        assert np.median(r.outlier_z[junk]) > 2 * outliers.OUTLIER_Z and abs(np.median(r.outlier_z[~junk])) < 0.5
+
+
+def test_particle_log_weight_ranks_the_contaminant_as_junk(contaminated):
+    """What a user sorts on to find junk: the contaminant's images are the best-explained images by the
+    log-likelihood ratio alone (the top of rlnLogLikeliContribution) and the lowest by the weight the model
+    gives them (sigmoid of the ratio times the outlier weight of rlnParticleSelectZScore)."""
+    vol, data, truth, junk = contaminated
+    run = sgd.SGDRun(data, np.arange(len(data)), params())
+    run.set_model_volume(vol / truth["noise_sigma"])
+    while not run.done:
+        run.step()
+    nj = int(junk.sum())
+    assert np.mean(junk[np.argsort(run.loglik)[:nj]]) < 0.1  # the ratio alone misses them: they score high
+    assert np.median(run.loglik[junk]) > np.percentile(run.loglik[~junk], 90)
+    lw = outliers.particle_log_weight(run.loglik, run.outlier_z)
+    assert np.mean(junk[np.argsort(lw)[:nj]]) > 0.9, np.sort(lw[junk])
+    # the same as the engine's weights: sigmoid(ratio) x outlier weight
+    ref = outliers.weights_from_z(run.outlier_z) / (1 + np.exp(-run.loglik.astype(np.float64)))
+    assert np.exp(lw) == pytest.approx(ref, rel=1e-6, abs=1e-300)
+    # not judged (z = nan): the ratio alone
+    assert outliers.particle_log_weight(np.array([0.0]), np.array([np.nan]))[0] == pytest.approx(np.log(0.5))
 
 
 @pytest.mark.parametrize("weighting", [True, False])
