@@ -21,7 +21,16 @@ from . import bounds, halves, io, names, outdir, outliers, so3, threads
 from .halves import choose_used, split_halves
 from .params import FEW_PER_HALF, JobParams, data_errors, n_used
 from .sgd import SGDRun
-from .starts import START_SCORE_IMAGES, start_radii, start_scores, start_seed
+from .starts import (
+    START_CHECK_EVERY,
+    START_ELIMINATION_Z,
+    START_SCORE_IMAGES,
+    lead_z,
+    start_evidence,
+    start_radii,
+    start_seed,
+    weighted_means,
+)
 
 # parameters a --continue may change: they do not change results
 RESUME_FREE = ("backend", "checkpoint_minutes", "keep_checkpoint")
@@ -142,22 +151,30 @@ class Job:
     # ------------------------------------------------------------------------------ random starts
     def starts_to_keep(self) -> int | None:
         """How many starts per half go on from this iteration: half of them once the radius has reached the
-        halving radius, one at the selection radius (:func:`starts.start_radii`: the particle must span enough
-        resolution elements for its shape to tell the starts apart); None while they keep competing."""
+        halving radius; from the selection radius on, every ``START_CHECK_EVERY`` iterations, those not
+        clearly worse than the best (0: :meth:`choose_starts` by evidence); one at the last radius
+        (:func:`starts.start_radii`: the particle must span enough resolution elements for its shape to tell
+        the starts apart); None while they keep competing."""
         run = self.runs["A"]
         if run.iteration < self.p.init_iters:
             return None
         r = run.radius_at(run.iteration)
-        halve, select = start_radii(run.r_init, run.r_max, run.rp, run.box)
-        if r >= select:
+        halve, select, last = start_radii(run.r_init, run.r_max, run.rp, run.box)
+        if r >= last:
             return 1
+        if r >= select:
+            done = [rd["iteration"] for st in self.starts.values() for rd in st.get("rounds", [])
+                    if rd.get("rule") == "evidence"]
+            return 0 if not done or run.iteration - max(done) >= START_CHECK_EVERY else None
         n = max(len(c) for c in self.candidates.values())
         if n == self.p.n_starts > 2 and r >= halve:  # once: all still compete
             return (n + 1) // 2
         return None
 
     def choose_starts(self, keep: int = 1):
-        """Keep, per half, the ``keep`` random starts whose models best explain the half's images.
+        """Keep, per half, the ``keep`` random starts whose models best explain the half's images, or with
+        ``keep=0`` those whose score is not ``START_ELIMINATION_Z`` paired standard errors below the best's
+        (:func:`starts.lead_z`); the stage moves on once one start per half is left.
 
         Score: mean log marginal likelihood ratio (model against noise alone, poses marginalised at T = 1)
         of the same fixed subset of the half's images under every start's model at the current radius, with
@@ -166,25 +183,33 @@ class Job:
         """
         for k, name in enumerate(("A", "B")):
             runs = self.candidates[name]
-            if len(runs) <= keep:
+            if len(runs) <= max(keep, 1):
                 continue
             lead = runs[0]
             rng = np.random.default_rng(np.random.SeedSequence([self.p.seed, k + 1, 0x5C0E]))
             sel = np.sort(rng.permutation(len(lead.idx))[:min(START_SCORE_IMAGES, len(lead.idx))])
-            scores = start_scores(runs, sel, np.mean([r.s2_shell for r in runs], axis=0))
-            order = sorted(range(len(runs)), key=lambda j: -scores[j])[:keep]  # best first; ties: lower start
+            ev, w = start_evidence(runs, sel, np.mean([r.s2_shell for r in runs], axis=0))
+            scores = weighted_means(ev, w)
+            order = sorted(range(len(runs)), key=lambda j: -scores[j])  # best first; ties: lower start
+            behind = lead_z(ev, w)
+            order = [j for j in order if behind[j] < START_ELIMINATION_Z] if keep == 0 else order[:keep]
             self.candidates[name] = [runs[j] for j in order]
             self.runs[name] = runs[order[0]]
             rounds = self.starts.setdefault(name, {"rounds": []})["rounds"]
             rounds.append(dict(iteration=int(lead.iteration), images=int(len(sel)),
                                starts=[int(r.start) for r in runs], scores=[float(x) for x in scores],
-                               kept=[int(runs[j].start) for j in order]))
-            if keep == 1:
+                               behind_se=[float(min(x, 1e6)) for x in behind],
+                               rule="evidence" if keep == 0 else "rank", kept=[int(runs[j].start) for j in order]))
+            if len(order) == 1:
                 self.starts[name]["kept"] = int(runs[order[0]].start)
+            if keep == 0 and len(order) == len(runs):
+                continue  # no start clearly behind yet: nothing to say
             res_A = lead.box * lead.apix / lead.last_radius()
             self.say(f"  half {name}: {len(runs)} random starts at {res_A:.1f} A, log-likelihood gain per image "
-                     f"{', '.join(f'{x:.3f}' for x in scores)}: kept start{'s' if keep > 1 else ''} "
+                     f"{', '.join(f'{x:.3f}' for x in scores)}: kept start{'s' if len(order) > 1 else ''} "
                      f"{', '.join(str(runs[j].start + 1) for j in order)}")
+        if all(len(c) == 1 for c in self.candidates.values()):
+            self.stage = "sgd"
 
     # ------------------------------------------------------------------------------ alignment
     def align_halves(self):
@@ -227,8 +252,6 @@ class Job:
             if keep is not None:
                 self.choose_starts(keep)
                 A, B = self.runs["A"], self.runs["B"]
-                if keep == 1:
-                    self.stage = "sgd"
             e = self._step_halves()
             it = A.iteration
             if it % 10 == 0 or A.done:
@@ -247,7 +270,6 @@ class Job:
                 last_ckpt = time.time()
         if self.stage == "explore":  # a schedule shorter than its initial iterations
             self.choose_starts()
-            self.stage = "sgd"
         self.align_halves()
         self.stage = "final"
         self.save()

@@ -158,14 +158,17 @@ class JobParams(SGDParams):
              "reconstruction (0 = all). The others are returned as unused particles.")
     # random starts per half: they run the initial iterations and the start of the resolution ramp; the better
     # half of them by how well their model explains the half's images (mean log marginal likelihood ratio on
-    # a fixed subset) goes on at the halving radius, the best one at the selection radius (starts.start_radii)
+    # a fixed subset) goes on at the halving radius; from the selection radius on a start goes out once it is
+    # clearly behind the best, and the best one is kept at the last radius at the latest (starts.start_radii)
     n_starts: int = opt(
         8, "Random starts per half", flag="--starts", form="numStarts", section="Ab-initio", advanced=True, lo=1,
         hint="e.g. 8; 1 = one start, no choice",
         help="Each half-set runs this many random initial models through the initial iterations and the start of "
              "the resolution ramp: once the particle spans 5 resolution elements (and at least 1.15 x the initial "
-             "Fourier radius) the better half of them goes on, at 6 elements (at least 1.3 x) the one whose model "
-             "explains the half's images best (likelihood against noise alone, on the same images). On low-SNR data "
+             "Fourier radius) the better half of them goes on; from 6 elements (at least 1.3 x) a start goes out "
+             "once its model explains the half's images clearly worse than the best one's (likelihood against "
+             "noise alone, on the same images, 3 paired standard errors), and at 9 elements (at least 1.6 x) the "
+             "best one is kept whatever the margin. On low-SNR data "
              "some random starts stay stuck at low resolution where others converge. "
              "Each extra start costs those iterations once more. 1 = one start.")
     # particles the final model explains no better than noise (log marginal likelihood ratio < 0), and the

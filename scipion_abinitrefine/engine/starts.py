@@ -23,18 +23,32 @@ START_SELECT_GROWTH = 1.3
 # elements) the growth factors above decide, as before.
 START_HALVING_ELEMENTS = 5.0
 START_SELECT_ELEMENTS = 6.0
+# From the selection radius on, the surviving starts are no longer cut by rank but by evidence: every
+# START_CHECK_EVERY iterations, a start goes out once its mean score lies START_ELIMINATION_Z paired standard
+# errors (over the same images) below the best's; the last one left goes on. A start that is still not told
+# apart when the radius has grown START_LAST_GROWTH x past the initial one and the particle spans
+# START_LAST_ELEMENTS elements is dropped by its mean. Why: on CFTR (6msm, realistic noise, SNR 0.02, 20%
+# junk; bench/RESULTS.rst, session 25) 8 starts of one half scored within 0.09 of each other at 27 A (6
+# elements) and the best of them there was a middling start later (12% of the poses within 20 deg at 16 A);
+# the start that led from 18.7 A on (8.7 elements) was fifth at 27 A and best at 16 A (25%).
+START_ELIMINATION_Z = 3.0
+START_CHECK_EVERY = 10
+START_LAST_GROWTH = 1.6
+START_LAST_ELEMENTS = 9.0
 # images of a half that score the random starts (the same images for every start: paired differences)
 START_SCORE_IMAGES = 1000
 
 
-def start_radii(r_init: float, r_max: float, particle_radius_px: float, box: int) -> tuple[float, float]:
-    """Fourier radii (index units) at which a half's random starts are halved and the best one is kept: the
-    larger of the growth past the initial radius and the radius at which the particle spans the elements
-    above, at most the maximum radius."""
+def start_radii(r_init: float, r_max: float, particle_radius_px: float, box: int) -> tuple[float, float, float]:
+    """Fourier radii (index units) at which a half's random starts are halved, from which they are cut by
+    evidence (:func:`lead_z`) and at which the best one is kept whatever the evidence: the larger of the
+    growth past the initial radius and the radius at which the particle spans the elements above, at most
+    the maximum radius."""
     per_element = box / (2.0 * particle_radius_px)  # Fourier radius per resolution element across the particle
     halve = max(START_HALVING_GROWTH * r_init, START_HALVING_ELEMENTS * per_element)
     select = max(START_SELECT_GROWTH * r_init, START_SELECT_ELEMENTS * per_element)
-    return min(r_max, halve), min(r_max, select)
+    last = max(START_LAST_GROWTH * r_init, START_LAST_ELEMENTS * per_element)
+    return min(r_max, halve), min(r_max, select), min(r_max, last)
 
 
 def start_seed(seed: int, half: int, start: int) -> int:
@@ -52,6 +66,13 @@ def start_scores(runs, sel: np.ndarray, s2_shell: np.ndarray, batch: int = 250) 
     among the selected images by its own power (:mod:`outliers` against a model of nothing: the same weights
     for every run, whichever others compete): a bright contaminant's ratio (40-90 nats against a particle's
     ~6 on the 6msm cell) would otherwise rank the starts by how well they explain it."""
+    ev, w = start_evidence(runs, sel, s2_shell, batch)
+    return [float(x) for x in weighted_means(ev, w)]
+
+
+def start_evidence(runs, sel: np.ndarray, s2_shell: np.ndarray, batch: int = 250) -> tuple[np.ndarray, np.ndarray]:
+    """Per run and image, the log marginal likelihood ratio (len(runs), len(sel)), and the images' weights
+    (len(sel),), of which :func:`start_scores` gives the weighted means."""
     lead = runs[0]
     ev = np.zeros((len(runs), len(sel)))
     power = np.zeros(len(sel))
@@ -60,4 +81,21 @@ def start_scores(runs, sel: np.ndarray, s2_shell: np.ndarray, batch: int = 250) 
         ev[:, a:a + len(X)] = [run.evidence(X, C, m, s2_shell) for run in runs]
         power[a:a + len(X)] = outliers.unexplained_power(X, lead.noise_per_point(m, s2_shell), np.zeros(len(X)))
     w = outliers.outlier_weights(power) if lead.p.outlier_weighting else np.ones(len(sel))
-    return [float(np.sum(w * e) / max(w.sum(), 1e-12)) for e in ev]
+    return ev, w
+
+
+def weighted_means(ev: np.ndarray, w: np.ndarray) -> np.ndarray:
+    return (ev * w).sum(axis=1) / max(float(w.sum()), 1e-12)
+
+
+def lead_z(ev: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """For each start, how many paired standard errors its weighted mean score lies below the best start's
+    (the per-image differences on the same images; 0 for the best; inf where a lower mean has no spread)."""
+    m = weighted_means(ev, w)
+    best = int(np.argmax(m))
+    d = ev[best][None, :] - ev
+    dm = m[best] - m
+    sw = max(float(w.sum()), 1e-12)
+    se = np.sqrt(((w[None, :] * (d - dm[:, None])) ** 2).sum(axis=1)) / sw
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(se > 0, dm / np.where(se > 0, se, 1.0), np.where(dm > 0, np.inf, 0.0))
