@@ -321,3 +321,9 @@ $PY bench/hard.py --shape demo --snr 0.015 --n 10000 --junk 0.2 --realistic --se
 $PY bench/hard.py --shape bench/structures/1tii.pdb --apix 2.5 --snr 0.02 --n 10000 --junk 0.2 --realistic --seeds 0 --params "$P" --dir DIR --out bench/results/s24.jsonl
 $PY bench/hard.py $C6 --seeds 0 --oracle-only --params "$P" --dir DIR --out bench/results/s24.jsonl
 $PY bench/hard.py $C6 --seeds 1 --params "$P" --dir DIR --out bench/results/s24.jsonl
+# session 25: the random starts' choice on CFTR. Half B's 8 starts of seed 0 followed to 16 A (dd28156), then
+# the job with the starts cut by evidence (6a3fd63) on seeds 0-2, and the realistic demo cell as a check
+$PY bench/trace.py $C6 --seed 0 --half B --starts 8 --iters 360 --every 40 --params "$P" --out bench/results/trace25.jsonl
+$PY bench/hard.py $C6 --seeds 2 --params "$P" --dir DIR --out bench/results/s25.jsonl  # before the change (dd28156)
+for s in 0 1 2; do $PY bench/hard.py $C6 --seeds $s --params "$P" --dir DIR --out bench/results/s25.jsonl; done
+$PY bench/hard.py --shape demo --snr 0.015 --n 10000 --junk 0.2 --realistic --seeds 0 --params "$P" --dir DIR --out bench/results/s25.jsonl
