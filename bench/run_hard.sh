@@ -328,3 +328,4 @@ $PY bench/hard.py $C6 --seeds 2 --params "$P" --dir DIR --out bench/results/s25.
 for s in 0 1 2; do $PY bench/hard.py $C6 --seeds $s --params "$P" --dir DIR --out bench/results/s25.jsonl; done
 $PY bench/hard.py --shape demo --snr 0.015 --n 10000 --junk 0.2 --realistic --seeds 0 --params "$P" --dir DIR --out bench/results/s25.jsonl
 $PY bench/hard.py --shape demo --snr 0.01 --n 10000 --seeds 4 --dir DIR --out bench/results/s25.jsonl
+$PY bench/hard.py --shape bench/structures/1tii.pdb --apix 2.5 --snr 0.02 --n 10000 --junk 0.2 --realistic --seeds 0 --params "$P" --dir DIR --out bench/results/s25.jsonl
