@@ -182,9 +182,9 @@ def junk_scores(ps, t) -> dict:
         if raw is None:
             continue
         score = np.asarray(raw, np.float64).copy()
-        for h in (1, 2):
-            s = ps.half == h
-            if tag == "_ll":
+        if tag == "_ll":  # the ratio's scale differs between the halves' models
+            for h in (1, 2):
+                s = ps.half == h
                 score[s] = (score[s] - np.median(score[s])) / (np.std(score[s]) + 1e-9)
         low = score <= np.percentile(score, 20)
         o[f"junk_precision{tag}"] = float(isj[low].mean())

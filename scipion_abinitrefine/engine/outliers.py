@@ -55,10 +55,14 @@ def robust_z(u: np.ndarray) -> np.ndarray:
     return (u - med) / spread
 
 
+def log_weights_from_z(z: np.ndarray, z_full: float = OUTLIER_Z) -> np.ndarray:
+    """Log of :func:`weights_from_z`: 0 up to ``z_full``, then -(z - z_full) ^ 2 / 2."""
+    return -0.5 * np.maximum(np.asarray(z, np.float64) - z_full, 0.0) ** 2
+
+
 def weights_from_z(z: np.ndarray, z_full: float = OUTLIER_Z) -> np.ndarray:
     """Weights in (0, 1]: 1 up to ``z_full``, then a Gaussian taper exp(-(z - z_full) ^ 2 / 2)."""
-    z = np.asarray(z, np.float64)
-    return np.where(z <= z_full, 1.0, np.exp(-0.5 * (np.maximum(z, z_full) - z_full) ** 2))
+    return np.exp(log_weights_from_z(z, z_full))
 
 
 def outlier_weights(u: np.ndarray, z_full: float = OUTLIER_Z) -> np.ndarray:
@@ -78,5 +82,4 @@ def particle_log_weight(loglik: np.ndarray, z: np.ndarray) -> np.ndarray:
     like the best particles. ``z`` may be NaN (not judged): weight 1."""
     ll = np.asarray(loglik, np.float64)
     zz = np.nan_to_num(np.asarray(z, np.float64), nan=-np.inf)
-    excess = np.maximum(zz - OUTLIER_Z, 0.0)
-    return -np.logaddexp(0.0, -ll) - 0.5 * excess ** 2  # log sigmoid(ll) + log weights_from_z(z)
+    return -np.logaddexp(0.0, -ll) + log_weights_from_z(zz)  # log sigmoid(ll) + log outlier weight
