@@ -343,3 +343,4 @@ $PY bench/hard.py $C6 --seeds 0 --params "$P" --dir DIR --out bench/results/prob
 $PY bench/hard.py --shape demo --snr 0.01 --n 10000 --seeds 4 --dir DIR --out bench/results/probe26.jsonl
 P20B=${P20/\"init_minibatch\": 90/\"init_minibatch\": 300}; P20B=${P20B/\"final_minibatch\": 300/\"final_minibatch\": 1000}
 for q in "$P20" "$P" "$P20B"; do $PY bench/hard.py $R01 --seeds 0 --oracle-only --params "$q" --dir DIR --out bench/results/s26.jsonl; done
+$PY bench/em_passes.py DIR $R01 --seed 0 --start truth --max-res 12 --passes 2
