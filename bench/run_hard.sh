@@ -344,3 +344,4 @@ $PY bench/hard.py --shape demo --snr 0.01 --n 10000 --seeds 4 --dir DIR --out be
 P20B=${P20/\"init_minibatch\": 90/\"init_minibatch\": 300}; P20B=${P20B/\"final_minibatch\": 300/\"final_minibatch\": 1000}
 for q in "$P20" "$P" "$P20B"; do $PY bench/hard.py $R01 --seeds 0 --oracle-only --params "$q" --dir DIR --out bench/results/s26.jsonl; done
 $PY bench/em_passes.py DIR $R01 --seed 0 --start truth --max-res 12 --passes 2
+P20L="${P20%\}}, \"init_lr\": 0.1}"; $PY bench/hard.py $R01 --seeds 0 --oracle-only --params "$P20L" --dir DIR --out bench/results/s26.jsonl
