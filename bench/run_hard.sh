@@ -345,3 +345,4 @@ P20B=${P20/\"init_minibatch\": 90/\"init_minibatch\": 300}; P20B=${P20B/\"final_
 for q in "$P20" "$P" "$P20B"; do $PY bench/hard.py $R01 --seeds 0 --oracle-only --params "$q" --dir DIR --out bench/results/s26.jsonl; done
 $PY bench/em_passes.py DIR $R01 --seed 0 --start truth --max-res 12 --passes 2
 P20L="${P20%\}}, \"init_lr\": 0.1}"; $PY bench/hard.py $R01 --seeds 0 --oracle-only --params "$P20L" --dir DIR --out bench/results/s26.jsonl
+P12=${P/\"init_res_A\": 35.0/\"init_res_A\": 12.0}; $PY bench/hard.py $R01 --seeds 0 --oracle-only --params "$P12" --dir DIR --out bench/results/s26.jsonl
