@@ -26,22 +26,22 @@ import numpy as np
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("dir", help="a bench/hard.py case directory (p.star, p.mrcs)")
-    ap.add_argument("--params", default="{}", help="JSON overrides of the SGD parameters")
+    ap.add_argument("--params", default="{}", help="JSON overrides of the job parameters (as bench/hard.py takes)")
     ap.add_argument("--at", type=int, nargs="+", default=[0, 199, 230, 260, 300, 340],
                     help="iterations at which to print the ratios")
     ap.add_argument("--seed", type=int, default=1, help="the random start's seed")
     a = ap.parse_args()
     from scipion_abinitrefine.engine import io, sgd
-    from scipion_abinitrefine.engine.params import SGDParams
+    from scipion_abinitrefine.engine.noise import initial_noise
+    from scipion_abinitrefine.engine.params import JobParams
     from scipion_abinitrefine.engine.reconstruct import image_points
 
     parts = io.read_star(os.path.join(a.dir, "p.star"))
-    over = json.loads(a.params)
-    p = SGDParams(**{k: v for k, v in over.items() if k in SGDParams.__dataclass_fields__})
+    p = JobParams(**json.loads(a.params)).sgd_params()  # a job's --params (unknown names refused)
     idx = np.arange(0, len(parts), 2)
     run = sgd.SGDRun(parts, idx, p, name="A", rng_seed=a.seed)
     X, _ = image_points(parts, idx[:1000], run.rp, run.kx, run.ky)
-    power = np.bincount(run.shell, weights=(np.abs(X) ** 2).mean(axis=0)) / np.maximum(np.bincount(run.shell), 1)
+    power = initial_noise(run.shell, X, len(run.kx))  # the images' mean power per shell, at every shell
     for it in range(max(a.at) + 1):
         entry = run.step()
         if it in a.at:

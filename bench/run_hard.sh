@@ -330,9 +330,9 @@ $PY bench/hard.py --shape demo --snr 0.015 --n 10000 --junk 0.2 --realistic --se
 $PY bench/hard.py --shape demo --snr 0.01 --n 10000 --seeds 4 --dir DIR --out bench/results/s25.jsonl
 $PY bench/hard.py --shape bench/structures/1tii.pdb --apix 2.5 --snr 0.02 --n 10000 --junk 0.2 --realistic --seeds 0 --params "$P" --dir DIR --out bench/results/s25.jsonl
 # session 26: the realistic SNR 0.01 cell on today's engine (seeds 0, 1; seed 0 also from 20 A); the noise
-# model against the images' power along the ramp; two variants of the frontier shells' noise, not kept (a
+# model against the images' power along the ramp; three variants of the frontier shells' noise, not kept (a
 # working copy each: every shell measured at the start with per-shell counts; the search's noise x1 -> x2
-# over the outer 2 px), each on the cells below
+# over the outer 2 px; both), on the probe26 cells below (each row names its variant in "variant")
 R01="--shape demo --snr 0.01 --n 10000 --junk 0.2 --realistic"
 for s in 0 1; do $PY bench/hard.py $R01 --seeds $s --params "$P" --dir DIR --out bench/results/s26.jsonl; done
 $PY bench/hard.py $R01 --seeds 0 --params "$P20" --dir DIR --out bench/results/s26.jsonl
