@@ -7,8 +7,10 @@
 Each pass is the job's final pass (``SGDRun.final_pass``: a global search of every image of the half at the
 maximum resolution, T = 1, pose polish, and the reconstruction from the posteriors), run on each half
 separately from a start: ``truth`` (the true map, scaled to the images), ``lowpass:RES`` (the true map
-low-passed at RES A: a right low-resolution model, as a refinement from an ab-initio map gets), or ``job``
-(the case's own half-maps). Prints, after each pass, the averaged map's FSC to the truth (0.5 / 0.143) and
+low-passed at RES A: a right low-resolution model, as a refinement from an ab-initio map gets), ``job``
+(the case's own half-maps) or ``job:RES`` (those low-passed at RES A: is the job's map right enough at low
+resolution for EM to climb from it?). ``--ramp`` sets the search's resolution pass by pass (EM through a
+resolution ramp, as the SGD climbs) instead of --max-res for every pass. Prints, after each pass, the averaged map's FSC to the truth (0.5 / 0.143) and
 each half's median pose error and fraction within 10 deg. Passes that no longer change the map have found a
 fixed point of EM: the truth's tells what the data can give, the job's whether more passes would help.
 """
@@ -33,12 +35,17 @@ def main():
     ap.add_argument("dir", help="a finished bench/hard.py case (p.star, out/); a case without a job (no "
                     "out/particles.star: every particle of each half is used) is simulated into it if empty")
     add_case_arguments(ap)
-    ap.add_argument("--start", default="truth", help="truth | lowpass:RES | job")
+    ap.add_argument("--start", default="truth", help="truth | lowpass:RES | job | job:RES (the job's half-maps "
+                    "low-passed at RES A)")
     ap.add_argument("--passes", type=int, default=2)
     ap.add_argument("--first", type=int, default=None,
                     help="only the case's first N images (rows of p.star), each in its job half: beside a peer "
                          "run on the same subset (bench/relion_refine.py --dir with a p.star of those rows)")
     ap.add_argument("--max-res", type=float, default=10.0)
+    ap.add_argument("--ramp", type=float, nargs="+", default=None,
+                    help="the search's resolution (A) pass by pass, e.g. 25 25 20 16 12 (the last one for any "
+                         "further pass; none finer than --max-res): EM through a resolution ramp; by default "
+                         "every pass searches at --max-res")
     ap.add_argument("--filter", default="none", choices=["none", "fsc", "sharpen-truth"],
                     help="between passes: none (each half's reconstruction as it is) or fsc (each half-map's "
                     "shells multiplied by the two halves' FSC there, clipped to [0, 1]: the Wiener filter of a "
@@ -69,8 +76,11 @@ def main():
     p = JobParams(**{**JOB_PARAMS, "max_res_A": a.max_res, **json.loads(a.params)}, n_starts=1, backend="cpu",
                   seed=a.seed)
     job = Job(ps, tempfile.mkdtemp(prefix="empass_"), p, log=None)
-    if a.start == "job":
+    if a.start == "job" or a.start.startswith("job:"):
         maps = {name: io.read_mrc(os.path.join(a.dir, "out", f"half_map_{name}.mrc"))[0] for name in "AB"}
+        if a.start.startswith("job:"):  # the job's half-maps low-passed: is the job right at low resolution?
+            maps = {k: fourier.lowpass_volume(v, v.shape[0] * a.apix / float(a.start[4:]), width=2.0)
+                    for k, v in maps.items()}
     else:
         start = truth / t["noise_sigma"]  # the true map in the units of the normalised images
         if a.start.startswith("lowpass:"):
@@ -101,6 +111,11 @@ def main():
                 f"FSC(truth) 0.5 / 0.143: {m['fsc05_A']:.1f} / {m['fsc0143_A']:.1f} A"]
         if it < a.passes:
             t0 = time.time()
+            if a.ramp:
+                res = max(a.ramp[min(it, len(a.ramp) - 1)], a.max_res)
+                for run in job.runs.values():
+                    run.r_max = min(run.box * a.apix / res, run.box / 2 - 1)
+                line.append(f"search at {res:g} A")
             for name in "AB":
                 run = job.runs[name]
                 model_from_map(run, maps[name])

@@ -61,11 +61,12 @@ def main():
     ap.add_argument("--fixed-noise", action="store_true",
                     help="score every check with the noise model of the first check (scores then compare "
                          "across checks; by default each check uses the runs' current noise model)")
-    ap.add_argument("--noise", default="run", choices=["run", "frozen", "white"],
+    ap.add_argument("--noise", default="run", choices=["run", "frozen", "white", "true"],
                     help="the runs' noise model: run (the job's: updated from the residuals at the best poses), "
                          "frozen (its first estimate, the images' own power, kept), white (one level for every "
                          "shell: the images' power in the outer half of the points out to Nyquist, where noise "
-                         "dominates; kept)")
+                         "dominates; kept), true (the power of 1,000 images of noise alone, the case's colour: "
+                         "em_passes.true_noise; kept)")
     ap.add_argument("--temperature-after", type=float, default=1.0,
                     help="the posterior's temperature after the annealing (the job's: 1; below 1 sharpens it)")
     ap.add_argument("--constraints", default="all", choices=["all", "lowpass"],
@@ -111,6 +112,12 @@ def main():
             X, _, m = run.batch_points(np.arange(500), run.box / 2 - 1)  # to Nyquist: noise dominates
             s2 = initial_noise(run.shell, X, m)
             run.s2_shell = np.full_like(s2, np.median((np.abs(X[:, m // 2:]) ** 2).mean(axis=0)))
+            run.s2_count = run.p.noise_prior_images
+    if a.noise == "true":
+        from em_passes import true_noise
+
+        for run in runs:
+            run.s2_shell = true_noise(run, a.realistic, a.apix)
             run.s2_count = run.p.noise_prior_images
     rng = np.random.default_rng(0)
     sel = np.sort(rng.permutation(len(runs[0].idx))[:1000])
