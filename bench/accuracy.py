@@ -36,6 +36,19 @@ def truth_metrics(vol, truth_vol, apix):
                 hand_flipped=bool(aln.flip), fsc_truth=[round(float(x), 4) for x in curve])
 
 
+def band_fsc(vol, truth, apix):
+    """FSC of ``vol`` to the truth (aligned at 20 A, both hands, masked), averaged over 40-20 A and 20-11 A."""
+    from scipion_abinitrefine.engine import align, fsc
+
+    aln = align.align_maps(truth, vol, apix, max_res_A=20.0, hands=True)
+    curve = fsc.fsc_curve(align.transform_map(vol, aln), truth, fsc.soft_auto_mask(truth, apix))
+    D = truth.shape[0]
+    res = D * apix / np.maximum(np.arange(len(curve)), 1e-9)
+    low = curve[(res <= 40) & (res > 20)].mean()
+    mid = curve[(res <= 20) & (res >= 11)].mean()
+    return float(low), float(mid)
+
+
 def run_case(mode, n, box, snr, apix=2.0):
     from scipion_abinitrefine.engine import sgd, simulate, so3
     from scipion_abinitrefine.testing import metrics, sources

@@ -6,13 +6,14 @@
 
 Each pass is the job's final pass (``SGDRun.final_pass``: a global search of every image of the half at the
 maximum resolution, T = 1, pose polish, and the reconstruction from the posteriors), run on each half
-separately from a start: ``truth`` (the true map, scaled to the images), ``lowpass:RES`` (the true map
-low-passed at RES A: a right low-resolution model, as a refinement from an ab-initio map gets), ``job``
-(the case's own half-maps) or ``job:RES`` (those low-passed at RES A: is the job's map right enough at low
+separately from a start: ``truth`` (the true map, scaled to the images), ``lowpass:RES`` (the true map low-
+passed at RES A: a right low-resolution model, as a refinement from an ab-initio map gets), ``job`` (the
+case's own half-maps) or ``job:RES`` (those low-passed at RES A: is the job's map right enough at low
 resolution for EM to climb from it?). ``--ramp`` sets the search's resolution pass by pass (EM through a
-resolution ramp, as the SGD climbs) instead of --max-res for every pass. Prints, after each pass, the averaged map's FSC to the truth (0.5 / 0.143) and
-each half's median pose error and fraction within 10 deg. Passes that no longer change the map have found a
-fixed point of EM: the truth's tells what the data can give, the job's whether more passes would help.
+resolution ramp, as the SGD climbs) instead of --max-res for every pass. Prints, after each pass, the averaged
+map's FSC to the truth (0.5 / 0.143) and each half's median pose error and fraction within 10 deg. Passes that
+no longer change the map have found a fixed point of EM: the truth's tells what the data can give, the job's
+whether more passes would help.
 """
 from __future__ import annotations
 

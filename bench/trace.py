@@ -23,19 +23,8 @@ sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 import numpy as np
+from accuracy import band_fsc
 from hard import JOB_PARAMS, add_case_arguments, good_pose_errors, simulate_case
-
-
-def band_fsc(vol, truth, apix):
-    from scipion_abinitrefine.engine import align, fsc
-
-    aln = align.align_maps(truth, vol, apix, max_res_A=20.0, hands=True)
-    curve = fsc.fsc_curve(align.transform_map(vol, aln), truth, fsc.soft_auto_mask(truth, apix))
-    D = truth.shape[0]
-    res = D * apix / np.maximum(np.arange(len(curve)), 1e-9)
-    low = curve[(res <= 40) & (res > 20)].mean()
-    mid = curve[(res <= 20) & (res >= 11)].mean()
-    return float(low), float(mid)
 
 
 def within20(run, t):
