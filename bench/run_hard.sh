@@ -346,3 +346,36 @@ for q in "$P20" "$P" "$P20B"; do $PY bench/hard.py $R01 --seeds 0 --oracle-only 
 $PY bench/em_passes.py DIR $R01 --seed 0 --start truth --max-res 12 --passes 2
 P20L="${P20%\}}, \"init_lr\": 0.1}"; $PY bench/hard.py $R01 --seeds 0 --oracle-only --params "$P20L" --dir DIR --out bench/results/s26.jsonl
 P12=${P/\"init_res_A\": 35.0/\"init_res_A\": 12.0}; $PY bench/hard.py $R01 --seeds 0 --oracle-only --params "$P12" --dir DIR --out bench/results/s26.jsonl
+# session 27: on the realistic SNR 0.01 cell (seed 0, one case directory DIR for all), does EM climb from
+# what the SGD hands on? The job, then full-data EM from the truth low-passed and from the job's maps (held
+# or ramped), two jobs stopped early, the 8 starts and the truth-started SGD traced, and the likelihood at
+# 25 / 18 A of the truth, the job's map and random blobs; then the white-noise junk cell's seeds 0, 2, 4 as
+# a check of the targets met in session 17 on today's engine
+$PY bench/hard.py $R01 --seeds 0 --params "$P" --dir DIR --out bench/results/s27.jsonl
+$PY bench/em_passes.py DIR $R01 --seed 0 --start job --max-res 10 --passes 3
+$PY bench/em_passes.py DIR $R01 --seed 0 --start lowpass:20 --max-res 10 --passes 3
+$PY bench/em_passes.py DIR $R01 --seed 0 --start job:30 --max-res 10 --passes 2
+$PY bench/em_passes.py DIR $R01 --seed 0 --start lowpass:30 --max-res 10 --passes 2
+$PY bench/em_passes.py DIR $R01 --seed 0 --start job:25 --ramp 25 25 20 16 13 10 --passes 6  # stopped after 2
+$PY bench/em_passes.py DIR $R01 --seed 0 --start lowpass:35 --ramp 30 25 20 16 13 10 --passes 6
+P25=${P/\"max_res_A\": 10.0/\"max_res_A\": 25.0, \"align_res_A\": 30.0}
+$PY bench/hard.py $R01 --seeds 0 --params "$P25" --dir DIR25 --out bench/results/s27.jsonl  # DIR25: DIR's p.star, p.mrcs
+$PY bench/em_passes.py DIR25 $R01 --seed 0 --start job --max-res 10 --passes 3  # stopped after 1
+P35=${P/\"max_res_A\": 10.0/\"max_res_A\": 35.0, \"align_res_A\": 40.0}; P35=${P35/\"final_iters\": 30/\"final_iters\": 0}
+$PY bench/hard.py $R01 --seeds 0 --params "$P35" --dir DIR35 --out bench/results/s27.jsonl
+$PY bench/em_passes.py DIR35 $R01 --seed 0 --start job:35 --ramp 30 25 20 16 13 10 --passes 6  # stopped after 3
+$PY bench/trace.py $R01 --seed 0 --starts 8 --iters 300 --every 50 --params "$P"
+B27='"max_res_A": 10.0, "init_res_A": 35.0, "init_iters": 200, "final_iters": 30, "radius_step": 0.04, "final_minibatch": 300, "minibatch_switch_iter": 300, "align_every": 50'
+for x in ', "init_minibatch": 90, "lr_duration": 100' ', "init_minibatch": 90, "lr_duration": 100, "init_lr": 0.1' \
+         ', "init_minibatch": 300, "lr_duration": 100' ', "init_minibatch": 90, "lr_duration": 20'; do
+  $PY bench/trace.py $R01 --seed 0 --oracle --starts 1 --iters 360 --every 40 --params "{$B27 $x}"; done
+$PY bench/trace.py $R01 --seed 0 --oracle --starts 1 --iters 280 --every 40 --params "{$B27, \"init_minibatch\": 90, \"lr_duration\": 100}" --noise true
+P20=${P/\"init_res_A\": 35.0/\"init_res_A\": 20.0}
+for x in '' ', "n_samples": 0' ', "junk_weighting": false, "outlier_weighting": false' ', "init_lr": 0.1'; do
+  $PY bench/trace.py $R01 --seed 0 --oracle --starts 1 --iters 120 --every 30 --params "${P20%\}}$x}"; done
+for o in "--noise frozen" "--constraints lowpass"; do
+  $PY bench/trace.py $R01 --seed 0 --oracle --starts 1 --iters 120 --every 30 --params "$P20" $o; done
+$PY bench/shape_search.py DIR $R01 --seed 0 --res 25 --starts 6 --passes 4 --images 2500
+$PY bench/shape_search.py DIR $R01 --seed 0 --res 25 --starts 0 --job --passes 3 --images 2500
+$PY bench/shape_search.py DIR $R01 --seed 0 --res 18 --starts 0 --job --passes 2 --images 2500
+for s in 0 2 4; do $PY bench/hard.py --shape demo --snr 0.01 --n 10000 --junk 0.2 --seeds $s --params "$P" --dir DIR --out bench/results/junk27.jsonl; done
