@@ -6,8 +6,8 @@
 
 Each pass is the job's final pass (``SGDRun.final_pass``: a global search of every image of the half at the
 maximum resolution, T = 1, pose polish, and the reconstruction from the posteriors), run on each half
-separately from a start: ``truth`` (the true map, scaled to the images), ``lowpass:RES`` (the true map low-
-passed at RES A: a right low-resolution model, as a refinement from an ab-initio map gets), ``job`` (the
+separately from a start: ``truth`` (the true map, scaled to the images), ``lowpass:RES`` (the true map
+low-passed at RES A: a right low-resolution model, as a refinement from an ab-initio map gets), ``job`` (the
 case's own half-maps) or ``job:RES`` (those low-passed at RES A: is the job's map right enough at low
 resolution for EM to climb from it?). ``--ramp`` sets the search's resolution pass by pass (EM through a
 resolution ramp, as the SGD climbs) instead of --max-res for every pass. Prints, after each pass, the averaged
@@ -28,7 +28,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 import numpy as np
-from hard import JOB_PARAMS, add_case_arguments, good_pose_errors, mark_used, model_from_map, simulate_case
+from hard import JOB_PARAMS, add_case_arguments, case_truth, good_pose_errors, mark_used, model_from_map
 
 
 def main():
@@ -67,25 +67,23 @@ def main():
     from scipion_abinitrefine.engine.job import Job, JobParams
 
     threads.limit(0)
-    if not os.path.exists(os.path.join(a.dir, "p.star")):
-        os.makedirs(a.dir, exist_ok=True)
-        simulate_case(a.dir, a.shape, a.n, a.snr, a.junk, a.seed, a.realistic, apix=a.apix)
-    truth, t = simulate_case(None, a.shape, a.n, a.snr, a.junk, a.seed, a.realistic, apix=a.apix, write=False)
+    truth, t = case_truth(a.dir, a)
     ps = io.read_star(os.path.join(a.dir, "p.star"))
     has_job = os.path.exists(os.path.join(a.dir, "out", "particles.star"))
     out = io.read_star(os.path.join(a.dir, "out", "particles.star")) if has_job else None
     p = JobParams(**{**JOB_PARAMS, "max_res_A": a.max_res, **json.loads(a.params)}, n_starts=1, backend="cpu",
                   seed=a.seed)
     job = Job(ps, tempfile.mkdtemp(prefix="empass_"), p, log=None)
-    if a.start == "job" or a.start.startswith("job:"):
+    kind, _, res = a.start.partition(":")
+    if kind == "job":
         maps = {name: io.read_mrc(os.path.join(a.dir, "out", f"half_map_{name}.mrc"))[0] for name in "AB"}
-        if a.start.startswith("job:"):  # the job's half-maps low-passed: is the job right at low resolution?
-            maps = {k: fourier.lowpass_volume(v, v.shape[0] * a.apix / float(a.start[4:]), width=2.0)
+        if res:  # the job's half-maps low-passed: is the job right at low resolution?
+            maps = {k: fourier.lowpass_volume(v, v.shape[0] * a.apix / float(res), width=2.0)
                     for k, v in maps.items()}
     else:
         start = truth / t["noise_sigma"]  # the true map in the units of the normalised images
-        if a.start.startswith("lowpass:"):
-            start = fourier.lowpass_volume(start, truth.shape[0] * a.apix / float(a.start[8:]), width=2.0)
+        if kind == "lowpass":
+            start = fourier.lowpass_volume(start, truth.shape[0] * a.apix / float(res), width=2.0)
         maps = dict.fromkeys("AB", start)
     if a.samples:
         from scipion_abinitrefine.engine.search import PoseSearch

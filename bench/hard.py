@@ -63,6 +63,16 @@ def simulate_case(d, shape, n, snr, junk, seed, realistic, box=64, apix=2.0, sym
     return truth, t
 
 
+def case_truth(d, a):
+    """The true map and per-particle truth of the case that ``add_case_arguments``' options ``a`` name, in
+    directory ``d``: simulated into it (one simulation) when it holds no p.star yet, else recomputed from
+    the seeds without writing."""
+    if os.path.exists(os.path.join(d, "p.star")):
+        return simulate_case(None, a.shape, a.n, a.snr, a.junk, a.seed, a.realistic, apix=a.apix, write=False)
+    os.makedirs(d, exist_ok=True)
+    return simulate_case(d, a.shape, a.n, a.snr, a.junk, a.seed, a.realistic, apix=a.apix)
+
+
 def add_case_arguments(ap, n: int = 10000):
     """The options that name one case (the single-case scripts: ``trace.py``, ``global_search.py``)."""
     ap.add_argument("--shape", default="demo", help="a phantom family or an atomic model (.pdb, .pdb.gz)")

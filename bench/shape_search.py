@@ -25,7 +25,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 import numpy as np
 from accuracy import band_fsc
-from hard import JOB_PARAMS, add_case_arguments, model_from_map, simulate_case
+from hard import JOB_PARAMS, add_case_arguments, case_truth, model_from_map
 
 
 def main():
@@ -45,10 +45,7 @@ def main():
     from scipion_abinitrefine.engine.job import Job, JobParams
     from scipion_abinitrefine.engine.noise import initial_noise
 
-    if not os.path.exists(os.path.join(a.dir, "p.star")):
-        os.makedirs(a.dir, exist_ok=True)
-        simulate_case(a.dir, a.shape, a.n, a.snr, a.junk, a.seed, a.realistic, apix=a.apix)
-    truth, t = simulate_case(None, a.shape, a.n, a.snr, a.junk, a.seed, a.realistic, apix=a.apix, write=False)
+    truth, t = case_truth(a.dir, a)
     p = JobParams(**{**JOB_PARAMS, "max_res_A": a.res, "init_res_A": max(a.res, JOB_PARAMS["init_res_A"]),
                      "align_res_A": a.res + 5}, n_starts=1, backend="cpu", seed=a.seed)
     job = Job(io.read_star(os.path.join(a.dir, "p.star")), tempfile.mkdtemp(prefix="shape_"), p, log=None)
@@ -63,10 +60,10 @@ def main():
     starts = [("truth", start)]
     if a.job:
         v = fourier.lowpass_volume(io.read_mrc(os.path.join(a.dir, "out", "half_map_A.mrc"))[0], r, width=2.0)
-        starts.append(("job", v * np.linalg.norm(start) / max(np.linalg.norm(v), 1e-30)))
+        starts.append(("job", scaled_like(v, start)))
     for k in range(a.starts):
         v = sgd.random_initial_model(D, run.rp, r, rng)
-        starts.append((f"random {k + 1}", v * np.linalg.norm(start) / max(np.linalg.norm(v), 1e-30)))
+        starts.append((f"random {k + 1}", scaled_like(v, start)))
     sel = np.sort(np.random.default_rng(7).permutation(len(run.idx))[:a.score_images])
     X, C, m = run.batch_points(sel, run.r_max)
     s2 = initial_noise(run.shell, X, m)  # one noise model for every score
@@ -78,11 +75,16 @@ def main():
         for j, (name, _) in enumerate(starts):
             model_from_map(run, maps[j])
             score = float(np.mean(run.evidence(X, C, m, s2)))
-            low, mid = band_fsc(maps[j], truth, a.apix)
+            low, _ = band_fsc(maps[j], truth, a.apix)
             cells.append(f"{name} {score:.4f} {low:.2f}")
             if it < a.passes:
                 maps[j] = fourier.lowpass_volume(run.final_pass(), r + 1.0, width=2.0)
         print(f"pass {it}: " + " | ".join(cells) + f"  ({time.time() - t0:.0f} s)", flush=True)
+
+
+def scaled_like(v, ref):
+    """``v`` scaled to ``ref``'s power (the starts compete at one power, not at their draws')."""
+    return v * np.linalg.norm(ref) / max(np.linalg.norm(v), 1e-30)
 
 
 if __name__ == "__main__":

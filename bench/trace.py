@@ -105,8 +105,9 @@ def main():
     if a.noise == "true":
         from em_passes import true_noise
 
+        s2 = true_noise(runs[0], a.realistic, a.apix)  # the starts share the half's images and points
         for run in runs:
-            run.s2_shell = true_noise(run, a.realistic, a.apix)
+            run.s2_shell = s2.copy()
             run.s2_count = run.p.noise_prior_images
     rng = np.random.default_rng(0)
     sel = np.sort(rng.permutation(len(runs[0].idx))[:1000])
