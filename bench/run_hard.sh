@@ -379,3 +379,10 @@ $PY bench/shape_search.py DIR $R01 --seed 0 --res 25 --starts 6 --passes 4 --ima
 $PY bench/shape_search.py DIR $R01 --seed 0 --res 25 --starts 0 --job --passes 3 --images 2500
 $PY bench/shape_search.py DIR $R01 --seed 0 --res 18 --starts 0 --job --passes 2 --images 2500
 for s in 0 2 4; do $PY bench/hard.py --shape demo --snr 0.01 --n 10000 --junk 0.2 --seeds $s --params "$P" --dir DIR --out bench/results/junk27.jsonl; done
+# session 28: the realistic SNR 0.01 cell without junk, and the SGD with three times the particles and the
+# minibatches scaled to use them, beside the realistic SNR 0.015 cell that converges (one random start, half A)
+$PY bench/hard.py --shape demo --snr 0.01 --n 10000 --junk 0 --realistic --seeds 0 --params "$P" --dir DIR --out bench/results/s28.jsonl
+P3=${P/\"init_minibatch\": 90/\"init_minibatch\": 270}; P3=${P3/\"final_minibatch\": 300/\"final_minibatch\": 900}
+$PY bench/trace.py --shape demo --snr 0.015 --n 10000 --junk 0.2 --realistic --seed 0 --starts 1 --iters 360 --every 40 --params "$P" --out bench/results/trace28.jsonl
+for x in "$P" "$P3"; do
+  $PY bench/trace.py --shape demo --snr 0.01 --n 30000 --junk 0.2 --realistic --seed 0 --starts 1 --iters 360 --every 40 --params "$x" --out bench/results/trace28.jsonl; done
