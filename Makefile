@@ -22,9 +22,11 @@ gui-deps:
 	  { apt-get update -qq && apt-get install -y -qq xvfb >/dev/null; }; } || \
 	  echo "make test: xvfb-run is missing and could not be installed (needs root + apt-get): GUI tests will be skipped"
 
+# one pytest worker per core (pytest-xdist), a test file's tests on one worker (they share its module fixtures):
+# a single process kept 2 cores ~40% idle (the jobs' Python between the kernels runs on one)
 test: $(STAMP) gui-deps
 	$(VPY) -m ruff check scipion_abinitrefine bench
-	$(VPY) -m pytest -q scipion_abinitrefine/tests
+	$(VPY) -m pytest -q -n auto --dist loadfile scipion_abinitrefine/tests
 
 lint: $(STAMP)
 	$(VPY) -m ruff check scipion_abinitrefine bench

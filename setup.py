@@ -33,7 +33,7 @@ setup(
     extras_require={
         "scipion": ["scipion-pyworkflow==3.11.7", "scipion-em==3.11.1", "scipion-em-relion>=5.0"],
         "gpu": ["numba-cuda[cu13]>=0.30", "cupy-cuda13x"],  # the H100/H200 images run CUDA 13
-        "test": ["pytest>=8", "ruff"],
+        "test": ["pytest>=8", "pytest-xdist>=3.5", "ruff"],
     },
     entry_points={
         "pyworkflow.plugin": ["scipion_abinitrefine = scipion_abinitrefine"],

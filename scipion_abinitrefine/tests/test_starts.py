@@ -88,12 +88,19 @@ def test_scores_are_the_likelihood_of_the_same_images(data, tmp_path):
     assert starts.start_scores(job.candidates["A"], sel, s2, batch=17)[1] == pytest.approx(a, rel=1e-6)
 
 
+@pytest.fixture(scope="module")
+def uninterrupted(data, tmp_path_factory):
+    """The run the interrupted ones must reproduce: one for every cut (it is the same run)."""
+    ref = jobmod.Job(data[1], str(tmp_path_factory.mktemp("ref")), jobmod.JobParams(**PARAMS), log=None)
+    ref.run_sgd()
+    return ref
+
+
 @pytest.mark.parametrize("cut", ["all compete", "half left", "evidence rounds"])
-def test_continue_while_the_starts_compete(data, tmp_path, cut):
+def test_continue_while_the_starts_compete(data, uninterrupted, tmp_path, cut):
     """A checkpoint written while the starts compete holds the live ones: the continued run keeps the same
     starts and ends with the same models and poses as an uninterrupted one."""
-    ref = jobmod.Job(data[1], str(tmp_path / "ref"), jobmod.JobParams(**PARAMS), log=None)
-    ref.run_sgd()
+    ref = uninterrupted
     rounds = ref.starts["A"]["rounds"]
     assert [(r["rule"], len(r["starts"])) for r in rounds[:2]] == [("rank", 4), ("evidence", 2)], rounds
     job = jobmod.Job(data[1], str(tmp_path / "cut"), jobmod.JobParams(**PARAMS), log=None)

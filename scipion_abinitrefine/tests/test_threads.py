@@ -7,6 +7,7 @@ from scipion_abinitrefine.engine.ctf import ctf_at
 
 
 def test_limit_sets_every_pool():
+    before = threads.current()["numba"]
     try:
         assert threads.limit(1) == 1
         assert threads.current() == dict(numba=1, fft=1, blas=1)
@@ -14,7 +15,7 @@ def test_limit_sets_every_pool():
         assert n == min(threads.available(), __import__("numba").config.NUMBA_NUM_THREADS)
         assert threads.current() == dict(numba=n, fft=n, blas=1)
     finally:
-        threads.limit(0)
+        threads.limit(before)
 
 
 def test_search_split_over_workers_changes_nothing(monkeypatch):
