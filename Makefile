@@ -22,11 +22,13 @@ gui-deps:
 	  { apt-get update -qq && apt-get install -y -qq xvfb >/dev/null; }; } || \
 	  echo "make test: xvfb-run is missing and could not be installed (needs root + apt-get): GUI tests will be skipped"
 
-# one pytest worker per core (pytest-xdist), a test file's tests on one worker (they share its module fixtures):
-# a single process kept 2 cores ~40% idle (the jobs' Python between the kernels runs on one)
+# one pytest worker per CPU this process may use (pytest-xdist; nproc, as the engine's threads count them:
+# xdist's "auto" counts physical cores, 1 on a VM whose 2 vCPUs are one core's threads, and "logical" the
+# host's, beyond a container's CPU set), a test file's tests on one worker (they share its module fixtures):
+# a single process kept 2 cores ~40% idle (the jobs' Python between the kernels)
 test: $(STAMP) gui-deps
 	$(VPY) -m ruff check scipion_abinitrefine bench
-	$(VPY) -m pytest -q -n auto --dist loadfile scipion_abinitrefine/tests
+	$(VPY) -m pytest -q -n $$(nproc 2>/dev/null || echo auto) --dist loadfile scipion_abinitrefine/tests
 
 lint: $(STAMP)
 	$(VPY) -m ruff check scipion_abinitrefine bench
