@@ -283,8 +283,8 @@ def test_reading_100k_images_keeps_memory_bounded(tmp_path):
     def rss_mb():
         return int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
-    # one-time costs first (the stack's index, a scan chunk's buffers: ~20 MB, more in a process whose allocator
-    # already holds freed large blocks, as a pytest-xdist worker's does), so that what is measured is the scan
+    # one-time costs first (the stack's index, a scan chunk's buffers: ~20 MB; more in a process that has run
+    # other tests, whose freed heap threads.keep_heap keeps), so that what is measured is the scan
     ps.read_images(np.arange(4096))
     r0 = rss_mb()
     assert len(ps.check_finite()) == 0
