@@ -28,8 +28,11 @@ def _simulate(out, n, box, apix, snr, seed, map_path=None, log=print, shape="dem
 
     os.makedirs(out, exist_ok=True)
     if map_path:
-        vol, apix_map = io.read_mrc(map_path)
-        if vol.shape != (vol.shape[0],) * 3 or vol.shape[0] % 2:
+        try:
+            vol, apix_map = io.read_mrc(map_path)
+        except Exception as e:  # mrcfile raises ValueError/OSError/... for files that are not MRC maps
+            raise SystemExit(f"error: --map {map_path}: not a readable MRC map ({e})") from None
+        if vol.ndim != 3 or vol.shape != (vol.shape[0],) * 3 or vol.shape[0] % 2:
             raise SystemExit(f"{map_path}: need a cubic map with an even box, got {vol.shape}")
         apix = apix_map if apix_map > 0 else apix
         box = vol.shape[0]
@@ -85,6 +88,11 @@ def _setup_compute(args):
     threads = getattr(args, "threads", None)
     if threads is not None and threads < 0:
         raise SystemExit(f"error: --threads {threads}: a number of CPU threads >= 0 (0 = all)")
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if threads is not None and threads > cpus:
+        print(f"WARNING: --threads {threads} is more than the {cpus} CPUs this process may use: using {cpus}",
+              file=sys.stderr)
+        threads = cpus
     if threads is not None:
         from .engine import threads as engine_threads
 
@@ -115,8 +123,33 @@ def cmd_run(args):
     return 0
 
 
+def simulate_errors(args) -> list[str]:
+    """``simulate``'s arguments that cannot work, one message each (checked before anything is written)."""
+    errors = []
+    if args.n < 1:
+        errors.append(f"--n {args.n}: the number of particles to simulate, >= 1")
+    if args.map is None and (args.box < 16 or args.box % 2):
+        errors.append(f"--box {args.box}: an even box size in pixels, >= 16")
+    if not args.apix > 0 or not np.isfinite(args.apix):
+        errors.append(f"--apix {args.apix}: a pixel size in A/px > 0")
+    if not args.snr >= 0 or not np.isfinite(args.snr):
+        errors.append(f"--snr {args.snr}: a signal-to-noise ratio >= 0 (e.g. 0.05; 0: noise alone)")
+    for flag, v in (("--bfactor", args.bfactor), ("--scale-spread", args.scale_spread)):
+        if not 0 <= v < (1 if flag == "--scale-spread" else 1e4):
+            errors.append(f"{flag} {v}: {'a fraction in [0, 1)' if flag == '--scale-spread' else 'in [0, 10000) A^2'}")
+    for flag, path in (("--map", args.map), ("--pdb", args.pdb)):
+        if path is not None and not os.path.isfile(path):
+            errors.append(f"{flag} {path}: no such file")
+    return errors
+
+
 def cmd_simulate(args):
     from .engine.symmetry import SymmetryError, normalise
+
+    errors = simulate_errors(args)
+    if errors:
+        print(f"error: {'; '.join(errors)}", file=sys.stderr)
+        return 2
 
     try:
         normalise(args.sym)
@@ -176,6 +209,13 @@ def _read_map(path):
         raise SystemExit(f"error: {path}: not a readable MRC map ({e})") from None
     if vol.ndim != 3 or len(set(vol.shape)) != 1:
         raise SystemExit(f"error: {path}: need a cubic 3D map, got shape {vol.shape}")
+    bad = int((~np.isfinite(vol)).sum())
+    if bad:
+        raise SystemExit(f"error: {path}: {bad} voxels are NaN or infinite: an FSC of it means nothing; check how "
+                         "the map was made")
+    if float(vol.max()) == float(vol.min()):
+        raise SystemExit(f"error: {path}: the map is constant ({float(vol.min()):g} everywhere): it holds no "
+                         "structure to compare")
     return vol, apix
 
 

@@ -1,12 +1,13 @@
 """Bounds checks of every numeric job parameter, from the bounds in the parameter table (:mod:`params`).
 
-The job (:func:`job.validate`), the command line and the Scipion form (which turns its values into the
+The job (:func:`inputs.validate`), the command line and the Scipion form (which turns its values into the
 command line's options) all check parameters with :func:`check`, before any compute. Bounds that depend on
 the data (Nyquist, box, particle count) are :func:`params.data_errors`.
 """
 from __future__ import annotations
 
 import math
+import os
 
 from .params import CHOICES, table
 from .symmetry import SymmetryError, normalise
@@ -40,4 +41,44 @@ def check(params) -> list[str]:
     for name, allowed in CHOICES.items():
         if hasattr(params, name) and getattr(params, name) not in allowed:
             errors.append(f"{name} = {getattr(params, name)!r}: one of {', '.join(allowed)}")
+    return errors
+
+
+def total_memory() -> int:
+    """Bytes of memory of this machine (0 where it cannot be read)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return 0
+
+
+def memory_errors(p, box: int, apix: float, n_used: int, total: int | None = None) -> list[str]:
+    """Settings whose memory alone exceeds this machine's (``total`` bytes; default :func:`total_memory`):
+    the random starts (each holds its model and curvature in the working box of the last start radius, and
+    its per-particle tables) and the pose search's per-batch tables (the beam, the posterior samples, the
+    finer levels' slices). Checked where the job runs, before the compute."""
+    from . import fourier, starts
+
+    total = total_memory() if total is None else total
+    if total <= 0:
+        return []
+    errors = []
+    r_init, r_max = min(box * apix / p.init_res_A, box / 2 - 1), min(box * apix / p.max_res_A, box / 2 - 1)
+    rp = 0.5 * (p.mask_diameter_A or 0.85 * box * apix) / apix
+    Dw = fourier.working_box(starts.start_radii(r_init, r_max, rp, box)[2], box)
+    per_start = (p.pad * Dw) ** 3 * 12 + (n_used // 2 + 1) * 80
+    n_starts = getattr(p, "n_starts", 1)
+    if 2 * n_starts * per_start > 0.8 * total:
+        errors.append(f"Random starts per half (n_starts) = {n_starts:g} need about "
+                      f"{2 * n_starts * per_start / 2**30:.3g} GiB (both halves' models while they compete) of "
+                      f"this machine's {total / 2**30:.0f} GiB: use fewer (default 8)")
+    m_fine = 3.15 * r_max ** 2 / 2  # half-plane points within the maximum radius
+    beam = max(p.top_k, p.final_top_k, p.n_backproject + p.n_samples)
+    batch = max(p.init_minibatch, p.final_minibatch, 128)
+    search = batch * (beam * 160 + p.n_samples * 48) + 64 * beam * m_fine
+    if search > 0.5 * total:
+        errors.append(f"the pose search's tables for a batch of {batch:g} images need about {search / 2**30:.3g} GiB "
+                      f"of this machine's {total / 2**30:.0f} GiB: lower the poses kept per image (top_k) = "
+                      f"{p.top_k:g}, in the final pass (final_top_k) = {p.final_top_k:g}, or the pose samples per "
+                      f"image (n_samples) = {p.n_samples:g} (defaults 8, 32, 32)")
     return errors

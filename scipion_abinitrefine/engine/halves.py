@@ -101,12 +101,13 @@ def align_halves(A, B, box: int, apix: float, align_res_A: float, seed: int) -> 
         rule = f"NCC margin {ALIGN_MARGIN:g} for hand changes and rotations > {ALIGN_BIG_DEG:g} deg"
     chosen = cands[pick][2]
     applied = chosen is not None
+    unmoved = float(aln.identity_score)  # scored once, on the best alignment (the other hand's has none)
     if applied:
         B.apply_alignment(chosen, align.transform_map, align.transform_poses)
         aln = chosen
     angle = float(so3.geodesic_deg(np.asarray(aln.R), np.eye(3)))
     rec = dict(iteration=A.iteration, flip=bool(aln.flip), score=float(aln.score),
-               identity_score=float(aln.identity_score), applied=bool(applied), angle_deg=angle,
+               identity_score=unmoved, applied=bool(applied), angle_deg=angle,
                chosen=cands[pick][0], candidates={n: [float(s), b] for (n, s, _), b in zip(cands, band_fsc)},
                shift_px=[float(x) for x in np.asarray(aln.shift)], seconds=time.time() - t0)
     if applied:
@@ -176,7 +177,7 @@ def map_preference(ev_a: np.ndarray, ev_b: np.ndarray) -> dict:
 
 
 def cross_pose_agreement(A, B, n_images: int = CROSS_IMAGES, seed: int = 0, details: bool = False,
-                         own_evidence: bool = True) -> dict:
+                         own_evidence: bool = True, check=None) -> dict:
     """Do the halves' models (the SGD's last, or the half-maps) give the same images the same poses?
 
     For up to ``n_images`` seen images of each half (outliers left out): the best pose against the *other* half's model
@@ -221,6 +222,8 @@ def cross_pose_agreement(A, B, n_images: int = CROSS_IMAGES, seed: int = 0, deta
         agree, ev = [], {name: [], other_name: []}
         s2 = own.noise_per_point(m)
         for a in range(0, len(sel), 128):
+            if check is not None:  # e.g. the job's signal test: a stop within seconds
+                check()
             s = sel[a:a + 128]
             X, C = image_points(own.data, own.idx[s], own.rp, kx, ky)
             res = other.searcher.search(G, X, C, s2, kx, ky, r, n_keep=1, top_k=own.p.final_top_k)

@@ -7,7 +7,7 @@ half B's map to half A's at or below ``align_res_A`` (default 20 A).
 """
 from __future__ import annotations
 
-import hashlib
+import contextlib
 import json
 import os
 import signal
@@ -17,9 +17,10 @@ from dataclasses import asdict
 
 import numpy as np
 
-from . import bounds, halves, io, names, outdir, outliers, so3, threads
+from . import checkpoint, halves, inputs, io, names, outdir, outliers, so3, threads
 from .halves import choose_used, split_halves
-from .params import FEW_PER_HALF, JobParams, data_errors, n_used
+from .inputs import JobInputError
+from .params import JobParams
 from .sgd import SGDRun
 from .starts import (
     START_CHECK_EVERY,
@@ -36,11 +37,6 @@ from .starts import (
 RESUME_FREE = ("backend", "checkpoint_minutes", "keep_checkpoint")
 FIRST_CHECKPOINT_ITER = 3  # a checkpoint this early, then every checkpoint_minutes
 PARALLEL_FINAL_MAX_BOX = 128  # larger boxes: the halves' final passes in turn (memory)
-MAX_CONSTANT_FRACTION = 0.01  # constant (e.g. all-zero) images beyond this fraction: refused
-
-
-class JobInputError(ValueError):
-    """Bad parameters or input, reported before any compute."""
 
 
 class JobInterrupted(Exception):
@@ -52,16 +48,6 @@ class JobInterrupted(Exception):
         what = f"checkpoint written at iteration {iteration}" if saved else "the last checkpoint is intact"
         super().__init__(f"interrupted by {name}: {what} in {out_dir}; continue with the same command "
                          "and --continue")
-
-
-def validate(params: JobParams, ps) -> None:
-    """Every check that can fail before hours of compute; messages name the parameter."""
-    errors = bounds.check(params)
-    if errors:
-        raise JobInputError("; ".join(errors))
-    errors = data_errors(params, ps.box, ps.apix, n_used(params.num_particles, len(ps)))
-    if errors:
-        raise JobInputError("; ".join(errors))
 
 
 class Job:
@@ -93,7 +79,7 @@ class Job:
     # ------------------------------------------------------------------------------ checkpoint
     def save(self):
         st = {"params": np.frombuffer(json.dumps(asdict(self.p)).encode(), np.uint8),
-              "fingerprint": np.frombuffer(particles_fingerprint(self.ps).encode(), np.uint8),
+              "fingerprint2": np.frombuffer(self.fingerprint().encode(), np.uint8),
               "stage": np.frombuffer(self.stage.encode(), np.uint8),
               "log": np.frombuffer(json.dumps(self.full_log(all_starts=True)).encode(), np.uint8),
               "alignments": np.frombuffer(json.dumps(self.alignments).encode(), np.uint8),
@@ -104,39 +90,53 @@ class Job:
         with outdir.atomic(self.ckpt) as tmp:  # a kill or a full disk during the write keeps the previous one
             np.savez(tmp, **st)
 
+    def fingerprint(self) -> str:
+        """The data's fingerprint (:func:`checkpoint.fingerprint`: it reads a sample of images), once."""
+        if getattr(self, "_fingerprint", None) is None:
+            self._fingerprint = checkpoint.fingerprint(self.ps)
+        return self._fingerprint
+
     def load(self):
-        with np.load(self.ckpt) as z:
-            if "fingerprint" in z.files:
-                saved_fp = z["fingerprint"].tobytes().decode()
-                if saved_fp != particles_fingerprint(self.ps):
-                    raise JobInputError(
-                        f"--continue with other particles than the checkpoint in {self.out} was made from (rows, "
-                        f"image names, box or pixel size differ: {len(self.ps)} rows now): continue with the same "
-                        "STAR file, or start a new job in a new --out")
-            saved = json.loads(z["params"].tobytes().decode())
-            now = json.loads(json.dumps(asdict(self.p)))
-            diff = {k: (saved.get(k), v) for k, v in now.items() if saved.get(k) != v}
-            free = {k: d for k, d in diff.items() if k in RESUME_FREE}
-            diff = {k: d for k, d in diff.items() if k not in RESUME_FREE}
-            if diff:
-                raise JobInputError(f"--continue with different parameters than the checkpoint in {self.out}: "
-                                    f"{diff} (saved, requested); rerun with the same parameters or a new --out")
-            if free:
-                self.say(f"--continue: {', '.join(f'{k} {a} -> {b}' for k, (a, b) in free.items())} (no effect on "
-                         "results)")
-            self.stage = z["stage"].tobytes().decode()
-            self.alignments = json.loads(z["alignments"].tobytes().decode())
-            self.starts = json.loads(z["starts"].tobytes().decode()) if "starts" in z.files else {}
-            for name, runs in self.candidates.items():  # the starts still alive, in the order they were kept
-                rounds = self.starts.get(name, {}).get("rounds")
-                if rounds:
-                    alive = rounds[-1]["kept"]
-                    self.candidates[name] = [runs[j] for j in alive]
-                    self.runs[name] = self.candidates[name][0]
-            log = json.loads(z["log"].tobytes().decode())
+        try:
+            z = checkpoint.read(self.ckpt)
+        except checkpoint.CheckpointError as e:
+            raise JobInputError(str(e)) from None
+        if "fingerprint2" in z or "fingerprint" in z:  # fingerprint: checkpoints of earlier versions
+            saved_fp, now_fp = ((z["fingerprint2"], self.fingerprint()) if "fingerprint2" in z
+                                else (z["fingerprint"], checkpoint.legacy_fingerprint(self.ps)))
+            if saved_fp.tobytes().decode() != now_fp:
+                raise JobInputError(
+                    f"--continue with other data than the checkpoint in {self.out} was made from ({len(self.ps)} "
+                    "rows now; the images, their order, their CTF parameters, the box or the pixel size differ): "
+                    "continue with the same particles, or start a new job in a new --out")
+        saved = json.loads(z["params"].tobytes().decode())
+        now = json.loads(json.dumps(asdict(self.p)))
+        diff = {k: (saved.get(k), v) for k, v in now.items() if saved.get(k) != v}
+        free = {k: d for k, d in diff.items() if k in RESUME_FREE}
+        diff = {k: d for k, d in diff.items() if k not in RESUME_FREE}
+        if diff:
+            raise JobInputError(f"--continue with different parameters than the checkpoint in {self.out}: "
+                                f"{diff} (saved, requested); rerun with the same parameters or a new --out")
+        if free:
+            self.say(f"--continue: {', '.join(f'{k} {a} -> {b}' for k, (a, b) in free.items())} (no effect on "
+                     "results)")
+        self.stage = z["stage"].tobytes().decode()
+        self.alignments = json.loads(z["alignments"].tobytes().decode())
+        self.starts = json.loads(z["starts"].tobytes().decode()) if "starts" in z else {}
+        for name, runs in self.candidates.items():  # the starts still alive, in the order they were kept
+            rounds = self.starts.get(name, {}).get("rounds")
+            if rounds:
+                alive = rounds[-1]["kept"]
+                self.candidates[name] = [runs[j] for j in alive]
+                self.runs[name] = self.candidates[name][0]
+        log = json.loads(z["log"].tobytes().decode())
+        try:
             for name, run in self._all_runs():
-                run.load_state({k.split("__", 1)[1]: z[k] for k in z.files if k.startswith(name + "__")})
+                run.load_state({k.split("__", 1)[1]: z[k] for k in z if k.startswith(name + "__")})
                 run.log = [e for e in log if e.get("half") == run.name and e.get("start", 0) == run.start]
+        except (KeyError, ValueError, TypeError, IndexError) as e:
+            raise JobInputError(f"the checkpoint {self.ckpt} is incomplete ({type(e).__name__}: {e}): start again "
+                                "without --continue (--overwrite, or a new --out)") from None
 
     def full_log(self, all_starts: bool = False):
         runs = [r for _, r in self._all_runs()] if all_starts else [self.runs["A"], self.runs["B"]]
@@ -291,11 +291,18 @@ class Job:
         """
         from . import fsc
 
-        sgd = halves.cross_pose_agreement(self.runs["A"], self.runs["B"], seed=self.p.seed, own_evidence=False)
+        A, B = self.runs["A"], self.runs["B"]
+        sgd = halves.cross_pose_agreement(A, B, seed=self.p.seed, own_evidence=False, check=self.check_stop)
         w = np.clip(np.asarray(gs["fsc_unmasked"], np.float64), 0.0, 1.0)
         for name in "AB":
             self.runs[name].set_model_volume(fsc.filter_by_shell(maps[name], w))
-        return sgd, halves.cross_pose_agreement(self.runs["A"], self.runs["B"], seed=self.p.seed)
+        return sgd, halves.cross_pose_agreement(A, B, seed=self.p.seed, check=self.check_stop)
+
+    def check_stop(self):
+        """In the final stage a signal stops the job at once (the stage-"final" checkpoint is on disk and the
+        stage reruns from it): called between the batches of every pass over the particles."""
+        if self.stop_signal is not None:
+            raise JobInterrupted(self.stop_signal, self.runs["A"].iteration, self.out, saved=False)
 
     def _final_progress(self):
         """A ``final_pass`` progress callback: a line per half every ``FINAL_PROGRESS_SECONDS`` and when it
@@ -305,6 +312,7 @@ class Job:
         last = {}
 
         def progress(run, done, total):
+            self.check_stop()
             now = time.time()
             if done < total and now - last.get(run.name, t0) < FINAL_PROGRESS_SECONDS:
                 return
@@ -316,10 +324,23 @@ class Job:
         return progress
 
     def finish(self) -> dict:
+        """The final stage; a run that does not end (a signal, a full disk, an error) leaves no output of its
+        own behind, only the stage-"final" checkpoint that ``--continue`` reruns it from: a directory holds
+        a complete result (``result.json`` last) or a resumable checkpoint, never a half-written set."""
+        try:
+            return self._finish()
+        except BaseException:
+            if self.stage != "done":
+                for f in names.OUTPUTS:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.remove(os.path.join(self.out, f))
+            raise
+
+    def _finish(self) -> dict:
         from . import fsc, report, verdict
 
         A, B = self.runs["A"], self.runs["B"]
-        self.say("final pass: poses of every seen particle against its half's final model")
+        self.say("final pass: poses of every seen particle against its half's final model", flush=True)
         progress = self._final_progress()
         # side by side up to box 128 (the padded full-box accumulator is 200 MB there, 1.6 GB at box 256)
         if self.ps.box <= PARALLEL_FINAL_MAX_BOX:
@@ -327,8 +348,7 @@ class Job:
                                                lambda: B.final_pass(progress=progress))))
         else:
             maps = {"A": A.final_pass(progress=progress), "B": B.final_pass(progress=progress)}
-        if self.stop_signal is not None:  # the stage-"final" checkpoint is on disk: the pass reruns
-            raise JobInterrupted(self.stop_signal, A.iteration, self.out, saved=False)
+        self.check_stop()
         apix = self.ps.apix
         io.write_mrc(os.path.join(self.out, names.OUT_HALF_A), maps["A"], apix)
         io.write_mrc(os.path.join(self.out, names.OUT_HALF_B), maps["B"], apix)
@@ -415,15 +435,6 @@ def _hms(seconds: float) -> str:
     return time.strftime("%H:%M:%S", time.gmtime(seconds))
 
 
-def particles_fingerprint(ps) -> str:
-    """What a checkpoint was made from: row count, image names, box, pixel size (sha256)."""
-    h = hashlib.sha256(f"{len(ps)}|{ps.box}|{float(ps.apix):.6f}|".encode())
-    names = getattr(ps, "image_names", None)
-    if names is not None:
-        h.update("\n".join(map(str, names)).encode())
-    return h.hexdigest()
-
-
 class _StopOnSignals:
     """SIGINT/SIGTERM ask ``job`` to stop after its current iteration (a second one stops at once)."""
 
@@ -459,20 +470,7 @@ def run_job(particles, out_dir: str, params: JobParams, resume: bool = False, lo
     by raising :class:`JobInterrupted`.
     """
     ps = io.read_star(particles) if isinstance(particles, (str, os.PathLike)) else particles
-    validate(params, ps)
-    if hasattr(ps, "check_finite"):
-        constant = ps.check_finite()
-        if len(constant) > MAX_CONSTANT_FRACTION * len(ps):
-            raise JobInputError(f"{len(constant)} of {len(ps)} images are constant (e.g. all zero), the first "
-                                f"{ps.describe(int(constant[0]))}: these carry no signal; check the extraction "
-                                "or remove them")
-        if len(constant):
-            log(f"WARNING: {len(constant)} constant images (the first {ps.describe(int(constant[0]))}) carry "
-                "no signal")
-    n_use = n_used(params.num_particles, len(ps))
-    if n_use // 2 < FEW_PER_HALF:
-        log(f"WARNING: {n_use // 2} particles per half-set: the gold-standard FSC and the convergence verdict "
-            "are weakly determined with so few")
+    n_use = inputs.check(particles, ps, out_dir, params, log)
     ckpt = os.path.join(out_dir, outdir.CHECKPOINT)
     if resume and not os.path.exists(ckpt):
         raise JobInputError(f"--continue: no checkpoint in {out_dir}; run without --continue to start")

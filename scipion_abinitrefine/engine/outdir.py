@@ -69,6 +69,19 @@ def preflight(out_dir: str, box: int, n_particles: int, pad: int = 2) -> None:
                           f"{need / 2**20:.0f} MiB (checkpoint and outputs): free space or choose another --out")
 
 
+def protect_inputs(out_dir: str, inputs) -> None:
+    """Refuse an output directory that holds one of the job's ``inputs`` (the STAR file, its image stacks),
+    whatever ``--overwrite`` says (raises :class:`OutputError`): the job writes its own ``particles.star``,
+    and a user's input under that name would be replaced by the output, or removed by ``--overwrite``."""
+    here = os.path.realpath(out_dir)
+    mine = [p for p in dict.fromkeys(map(os.fspath, inputs)) if os.path.dirname(os.path.realpath(p)) == here]
+    if mine:
+        raise OutputError(f"the output directory '{out_dir}' holds the job's input ({', '.join(mine[:3])}"
+                          f"{', ...' if len(mine) > 3 else ''}): the job writes particles.star and other files there "
+                          "and would replace or remove it. Choose a new --out directory (e.g. a subdirectory); "
+                          "nothing was changed")
+
+
 def previous_outputs(out_dir: str, resume: bool = False, overwrite: bool = False, say=print) -> None:
     """Refuse a directory that holds another job's outputs or checkpoint (raises :class:`OutputError`), or with
     ``overwrite`` remove them. Call it holding the directory's :class:`JobLock`: a job still running there must

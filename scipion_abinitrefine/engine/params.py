@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import MISSING, Field, dataclass, field, fields
 
+from . import schedule
+
 SECTIONS = ("Input", "Ab-initio", "Gold standard")
 # form lines: several fields on one row of the Scipion form (label, help)
 LINES = {
@@ -21,6 +23,10 @@ LINES = {
 }
 MIN_PER_HALF = 20  # fewer particles in a half give no meaningful FSC: refused
 FEW_PER_HALF = 1000  # fewer: a warning (resolution and the verdict are weakly determined)
+MIN_INIT_RADIUS = 1.5  # Fourier radius (px) of the initial resolution: coarser leaves no pose information
+MIN_MASK_PX = 4  # a window narrower than this many pixels holds no particle
+MAX_ITERATIONS = 1_000_000  # per half: more is a typo (days to years of compute)
+LONG_SCHEDULE = 10  # a schedule this many times the default's iterations gets a warning
 
 
 def opt(default, label: str, *, flag: str | None = None, form: str | None = None, help: str = "",
@@ -49,6 +55,17 @@ class SGDParams:
     init_res_A: float = opt(
         35.0, "Initial resolution (A)", flag="--init-res", form="initRes", section="Ab-initio", lo=0, low_open=True,
         hint="a resolution in A, e.g. 35", help="Resolution of the first iterations (annealing from random starts).")
+    # the pose likelihood's lower frequency limit (search.PoseSearch.band): small particles carry their pose
+    # information at high frequencies, while their low-resolution outline (a ball) fits many poses alike
+    min_align_res_A: float = opt(
+        0.0, "Minimum resolution used for alignment (A)", flag="--min-align-res", form="minAlignRes",
+        section="Ab-initio", lo=0, hint="0 = all frequencies; else a resolution in A coarser than the initial one, "
+        "e.g. 25",
+        help="Frequencies coarser than this resolution are left out of the pose likelihood (the search, the "
+             "pose polish, the per-particle scores and the choice between random starts); the maps still use "
+             "them. For small particles (under ~100 kDa), whose low-resolution outline fits many orientations "
+             "alike, start at a finer initial resolution (e.g. 12 A) and align only above e.g. 25 A. 0 = all "
+             "frequencies (default).")
     init_minibatch: int = opt(
         90, "Initial minibatch size", flag="--init-minibatch", form="initMinibatch", section="Ab-initio",
         line="minibatch", form_label="initial", lo=1, hint="images per iteration, e.g. 90",
@@ -261,6 +278,26 @@ def data_errors(p, box: int, apix: float, n_particles: int) -> list[str]:
     if p.init_res_A < p.max_res_A:
         errors.append(f"Initial resolution (init_res_A) = {p.init_res_A:g} A must be coarser than (>=) the maximum "
                       f"resolution {p.max_res_A:g} A: raise the initial resolution")
+    if p.min_align_res_A and p.min_align_res_A <= p.init_res_A:
+        errors.append(f"Minimum resolution used for alignment (min_align_res_A) = {p.min_align_res_A:g} A must be "
+                      f"coarser than the initial resolution {p.init_res_A:g} A (the first iterations would align "
+                      "on nothing): raise it (e.g. 2 x the initial resolution) or use 0 (all frequencies)")
+    if n_particles < 2 * p.init_minibatch:
+        errors.append(f"{n_particles} particles give {n_particles // 2} per half-set, fewer than the initial "
+                      f"minibatch size (init_minibatch) = {p.init_minibatch}: lower it or use more particles")
+    if p.init_res_A > box * apix / MIN_INIT_RADIUS:
+        errors.append(f"Initial resolution (init_res_A) = {p.init_res_A:g} A is coarser than the box allows "
+                      f"({box * apix / MIN_INIT_RADIUS:.0f} A for {box} px at {apix:g} A/px): use a finer one, "
+                      "e.g. 35 A")
+    elif (n_it := schedule.iterations(p, box, apix)) > MAX_ITERATIONS:
+        errors.append(f"the schedule has {n_it:.3g} iterations per half (the initial iterations (init_iters), the "
+                      "ramp (radius_step), the final iterations (final_iters)): at most "
+                      f"{MAX_ITERATIONS:,}; the default schedule runs about "
+                      f"{schedule.iterations(type(p)(), box, apix):,}")
+    if 0 < p.mask_diameter_A < MIN_MASK_PX * apix:
+        errors.append(f"Window/mask diameter (mask_diameter_A) = {p.mask_diameter_A:g} A is under {MIN_MASK_PX} "
+                      f"pixels ({apix:g} A/px): it holds no particle; give the particle's diameter in A, or 0 "
+                      "(automatic)")
     if n_particles < 2 * p.final_minibatch:
         errors.append(f"{n_particles} particles give {n_particles // 2} per half-set, fewer than the final minibatch "
                       f"size (final_minibatch) = {p.final_minibatch}: lower the minibatch sizes (initial and final) "
@@ -280,3 +317,21 @@ def data_errors(p, box: int, apix: float, n_particles: int) -> list[str]:
             errors.append(f"Half-map alignment resolution (align_res_A) = {align:g} A is beyond Nyquist "
                           f"({nyq:.2f} A)")
     return errors
+
+
+def data_warnings(p, box: int, apix: float, n_total: int) -> list[str]:
+    """Settings that are legal but surely unintended on these data, one message each (the job logs them as
+    warnings before the compute). ``n_total``: the particles in the input."""
+    warnings = []
+    if getattr(p, "num_particles", 0) > n_total:
+        warnings.append(f"Num particles to use (num_particles) = {p.num_particles} but the input has {n_total}: "
+                        f"all {n_total} are used")
+    if box * apix / p.init_res_A >= MIN_INIT_RADIUS:
+        n, n0 = schedule.iterations(p, box, apix), schedule.iterations(type(p)(), box, apix)
+        if n > LONG_SCHEDULE * n0:
+            warnings.append(f"the schedule has {n:,} iterations per half, {n / n0:.0f} x the default's {n0:,} "
+                            "(init_iters, radius_step, final_iters): this job may take days")
+    if p.target_ess_fraction == 0:
+        warnings.append("Target 3D ESS fraction (target_ess_fraction) = 0: no annealing; random starts usually "
+                        "need it (default 0.011)")
+    return warnings

@@ -90,6 +90,14 @@ BAD_RUNS = [
     (["--init-res", "10", "--max-res", "12"], ["Initial resolution"]),
     (["--backend", "tpu"], ["--backend"]),
     (["--sym", "Q5"], ["--sym", "unknown symmetry", "C1"]),
+    # values no run can use: refused from the data and the machine's memory before anything is allocated
+    (["--init-minibatch", "1000000000000"], ["--init-minibatch", "per half-set"]),
+    (["--starts", "1000000000"], ["--starts", "GiB"]),
+    (["--pose-samples", "1000000000"], ["--pose-samples", "GiB"]),
+    (["--top-k", "1000000000"], ["--top-k", "GiB"]),
+    (["--init-res", "1e9"], ["--init-res", "coarser than the box"]),
+    (["--init-iters", "100000000000"], ["--init-iters", "at most"]),
+    (["--mask-diameter", "0.5"], ["--mask-diameter", "pixels"]),
 ]
 
 
@@ -176,8 +184,69 @@ def test_fsc_command_validates_its_maps(tmp_path, capsys):
     for argv, words in cases:
         rc, err = run_cli(["fsc"] + argv, capsys)
         assert_user_error(rc, err, *words)
+    nan = tmp_path / "nan.mrc"
+    v = rng.normal(size=(16, 16, 16))
+    v[3, 4, 5] = np.nan
+    io.write_mrc(nan, v, 2.0)
+    zero = tmp_path / "zero.mrc"
+    io.write_mrc(zero, np.zeros((16, 16, 16)), 2.0)
+    cases += [([a, nan], ["NaN", str(nan)]), ([zero, a], ["constant", str(zero)])]
+    for argv, words in cases[-2:]:
+        rc, err = run_cli(["fsc"] + argv, capsys)
+        assert_user_error(rc, err, *words)
     rc, err = run_cli(["fsc", a, b, "--apix", "2"], capsys)
     assert rc == 0, err
+
+
+@pytest.mark.parametrize("extra,words", [(["--box", "0"], ["--box"]), (["--map", "missing.mrc"], ["--map", "no such"]),
+                                         (["--n", "0"], ["--n"]), (["--apix", "0"], ["--apix"]),
+                                         (["--snr", "-1"], ["--snr"])])
+def test_simulate_checks_its_arguments(tmp_path, capsys, extra, words):
+    out = tmp_path / "sim"
+    rc, err = run_cli(["simulate", "--out", out] + extra, capsys)
+    assert_user_error(rc, err, *words)
+    assert not out.exists()
+
+
+def test_the_input_is_never_overwritten(data, tmp_path, capsys):
+    """An --out that holds the input STAR (or its stacks) is refused, with --overwrite too: the job's own
+    particles.star would replace the user's."""
+    d = tmp_path / "d"
+    shutil.copytree(os.path.dirname(data["star"]), d)
+    before = checksums(d)
+    for extra in ([], ["--overwrite"]):
+        rc, err = run_cli(["run", "--particles", d / "particles.star", "--out", d] + TINY + extra, capsys)
+        assert_user_error(rc, err, "holds the job's input", "particles.star")
+        assert checksums(d) == before
+
+
+def test_legal_but_surely_unintended_settings_are_warned(data, capsys):
+    """Warned before the compute (the job logs them): more particles asked for than exist, no annealing,
+    negative defocus, more threads than CPUs."""
+    from scipion_abinitrefine.engine import inputs, params
+
+    ps = io.read_star(data["star"])
+    w = params.data_warnings(params.JobParams(num_particles=5000, target_ess_fraction=0.0), ps.box, ps.apix, len(ps))
+    assert any("num_particles" in x and "5000" in x for x in w) and any("no annealing" in x for x in w), w
+    assert params.data_warnings(params.JobParams(), ps.box, ps.apix, len(ps)) == []
+    assert any("days" in x for x in params.data_warnings(params.JobParams(init_iters=20000), ps.box, ps.apix, len(ps)))
+    assert inputs.ctf_warnings(ps) == []
+    ps.ctf.defocus_u[7] = -20000.0
+    (msg,) = inputs.ctf_warnings(ps)
+    assert "negative defocus" in msg and "row 8" in msg, msg
+    from scipion_abinitrefine.engine import threads as engine_threads
+
+    cpus = len(os.sched_getaffinity(0))
+
+    before = engine_threads.current()
+    try:
+        cli._setup_compute(cli.build_parser().parse_args(["fsc", "a", "b"]))  # no --threads: nothing said
+        args = cli.build_parser().parse_args(["demo", "--threads", "100000"])
+        cli._setup_compute(args)
+    finally:
+        engine_threads.limit(before["numba"])
+    err = capsys.readouterr().err
+    assert f"using {cpus}" in err and "100000" in err, err
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -234,15 +303,31 @@ def test_continue_checks_the_particles_and_accepts_harmless_changes(reference, d
     shutil.copytree(reference["out"], out)
     before = checksums(out)
     rc, err = run_cli(["run", "--particles", data["other"], "--out", out, "--continue"] + TINY, capsys)
-    assert_user_error(rc, err, "other particles")
+    assert_user_error(rc, err, "other data")
+    # the same STAR rows over a re-simulated stack, and the same images with the defocus shifted: other data
+    resim = tmp_path / "resim"
+    simulate(resim, n=240, seed=8)
+    shutil.copy(data["star"], resim / "particles.star")  # the reference's rows, this stack's pixels
+    shifted = tmp_path / "shifted"
+    shutil.copytree(os.path.dirname(data["star"]), shifted)
+    ps = io.read_star(str(shifted / "particles.star"))
+    ps.ctf.defocus_u[:] += 5000.0
+    ps.ctf.defocus_v[:] += 5000.0
+    io.write_star(str(shifted / "particles.star"), ps)
+    for star in (resim / "particles.star", shifted / "particles.star"):
+        rc, err = run_cli(["run", "--particles", star, "--out", out, "--continue"] + TINY, capsys)
+        assert_user_error(rc, err, "other data")
     rc, err = run_cli(["run", "--particles", data["star"], "--out", out, "--continue"] + TINY + ["--seed", "9"],
                       capsys)
     assert_user_error(rc, err, "different parameters", "seed")
     assert checksums(out) == before
-    # backend and checkpoint interval do not change results: accepted, and the result is the same
-    # (in a fresh process, as the reference ran: the same thread pools give the same floating-point sums)
-    done = subprocess.run(CLI + ["run", "--particles", data["star"], "--out", str(out), "--continue"] + TINY +
-                          ["--backend", "auto", "--checkpoint-minutes", "1"], capture_output=True, text=True)
+    # backend and checkpoint interval do not change results, nor do the data's paths (the same files copied
+    # elsewhere): accepted, and the result is the same (in a fresh process, as the reference ran: the same
+    # thread pools give the same floating-point sums)
+    moved = tmp_path / "moved"
+    shutil.copytree(os.path.dirname(data["star"]), moved)
+    done = subprocess.run(CLI + ["run", "--particles", str(moved / "particles.star"), "--out", str(out), "--continue"]
+                          + TINY + ["--backend", "auto", "--checkpoint-minutes", "1"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "backend cpu -> auto" in done.stdout, done.stdout
     assert json.load(open(out / "result.json"))["resolution_A"] == \
@@ -277,3 +362,65 @@ def test_signal_writes_a_checkpoint_and_continue_reproduces_the_result(reference
     fsc = subprocess.run(CLI + ["fsc", str(out / "half_map_A.mrc"), str(out / "half_map_B.mrc")],
                          capture_output=True, text=True)
     assert f"{json.load(open(out / 'result.json'))['resolution_A']:.2f} A" in fsc.stdout, fsc.stdout
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage"])
+def test_a_damaged_checkpoint_is_a_clear_error(reference, data, tmp_path, capsys, damage):
+    out = tmp_path / "damaged"
+    shutil.copytree(reference["out"], out)
+    ck = out / "checkpoint.npz"
+    raw = ck.read_bytes()
+    ck.write_bytes(raw[:len(raw) // 2] if damage == "truncated" else b"not a checkpoint" * 100)
+    rc, err = run_cli(["run", "--particles", data["star"], "--out", out, "--continue"] + TINY, capsys)
+    assert_user_error(rc, err, "checkpoint", "damaged", "without --continue")
+
+
+def test_a_signal_in_the_final_pass_stops_within_seconds(reference, data, tmp_path):
+    """SIGTERM while the final stage runs (continued from the stage-"final" checkpoint that --keep-checkpoint
+    kept): exit 143 within a few seconds, no output of the stage left beside the checkpoint, and --continue
+    then gives the uninterrupted result."""
+    out = tmp_path / "final"
+    shutil.copytree(reference["out"], out)
+    for f in outdir.OUTPUTS:
+        (out / f).unlink(missing_ok=True)
+    cmd = CLI + ["run", "--particles", data["star"], "--out", str(out), "--continue"] + TINY
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1)
+    for line in p.stdout:
+        if line.startswith("final pass:"):
+            break
+    t0 = time.time()
+    p.send_signal(signal.SIGTERM)
+    so, se = p.communicate(timeout=120)
+    waited = time.time() - t0
+    assert p.returncode == 143, (p.returncode, so, se)
+    assert waited < 5, waited
+    assert "interrupted by SIGTERM" in se and "Traceback" not in se, se
+    left = [f for f in outdir.OUTPUTS if (out / f).exists()]
+    assert left == [] and (out / outdir.CHECKPOINT).exists(), left
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    for m in ("half_map_A.mrc", "half_map_B.mrc"):
+        assert np.array_equal(io.read_mrc(out / m)[0], io.read_mrc(reference["out"] / m)[0]), m
+
+
+def test_the_unmoved_score_is_logged_whichever_hand_is_chosen(monkeypatch):
+    """The alignment log line's "unmoved" NCC is a number also when the other hand's candidate is applied
+    (it was nan there: only the best candidate carried it)."""
+    from scipion_abinitrefine.engine import halves, simulate
+    from scipion_abinitrefine.engine.sgd import SGDParams, SGDRun
+    from scipion_abinitrefine.testing.sources import ArrayParticles
+
+    vol = simulate.make_phantom(32, 4.0, seed=1)
+    images, truth = simulate.simulate_particles(vol, 40, 4.0, snr=1.0, seed=0)
+    src = ArrayParticles(images, truth["ctf"], 4.0)
+    p = SGDParams(max_res_A=12.0, init_res_A=30.0)
+    A, B = (SGDRun(src, np.arange(40), p, rng_seed=s) for s in (1, 2))
+    for run in (A, B):
+        run.iteration = run.n_iters  # at the maximum resolution: the band past 20 A decides between candidates
+        run.set_working_radius(run.r_max)
+        run.set_model_volume(vol)
+    B.set_model_volume(vol[::-1].copy())  # the mirror: both hands are candidates
+    monkeypatch.setattr(halves, "choose_alignment", lambda cands, margin=0: len(cands) - 1)
+    rec, msg = halves.align_halves(A, B, 32, 4.0, 20.0, 0)
+    assert rec["chosen"] == "other hand" and np.isfinite(rec["identity_score"]), rec
+    assert "nan" not in msg, msg
