@@ -64,10 +64,13 @@ class PoseSearch:
         Largest origin shift searched (pixels).
     top_k : int
         Poses kept per image between levels.
+    min_radius : float
+        Fourier radius (index units) below which no point enters the pose likelihood (0: every point):
+        the band-limited likelihood of high-frequency ab initio (``SGDParams.min_align_res_A``).
     """
 
     def __init__(self, box: int, particle_radius_px: float, max_shift_px: float, top_k: int = 8,
-                 backend=None, pad: int = 2, chunk: int | None = None, base=None):
+                 backend=None, pad: int = 2, chunk: int | None = None, base=None, min_radius: float = 0.0):
         from .backend import get_backend
 
         self.box = box
@@ -84,6 +87,18 @@ class PoseSearch:
         self.score_reach = SCORE_REACH
         # the level-0 rotations: the whole base grid, or one asymmetric unit of it (symmetry.asymmetric_unit)
         self.base = base_rotations() if base is None else np.asarray(base, np.float32)
+        self.r_lo = float(min_radius)
+
+    def band(self, s2, kx, ky) -> np.ndarray:
+        """The noise variance per point ``s2`` (host) as the pose likelihood sees it: infinite (weight 0) at
+        the points below the lower radius ``r_lo``, so that they add nothing to a pose's score, its
+        evidence or its polish (``refine.refine_poses``)."""
+        s2 = np.asarray(s2, np.float32)
+        if self.r_lo <= 0:
+            return s2
+        m = len(s2)
+        low = np.hypot(kx[:m], ky[:m]) < self.r_lo
+        return np.where(low, np.float32(np.inf), s2).astype(np.float32)
 
     # -- schedule of the hierarchy -------------------------------------------------------------
     def radius_for_step(self, step_deg: float) -> float:
@@ -102,8 +117,10 @@ class PoseSearch:
         """
         radii = []
         step = self.step0
+        # with a lower radius a level scores at least half again as far out: a band of points to score
+        floor = max(4.0, 1.5 * self.r_lo)
         while True:
-            radii.append(min(r, max(4.0, self.score_reach * self.radius_for_step(step))))
+            radii.append(min(r, max(floor, self.score_reach * self.radius_for_step(step))))
             if self.radius_for_step(step) >= r or len(radii) >= 7:
                 break
             step /= 2
@@ -159,7 +176,7 @@ class PoseSearch:
         # two uniforms per draw (the rotation, then the shift given it), drawn on the host for all images
         # at once: the same draws on any backend and with any number of workers
         U = (rng or np.random.default_rng()).random((B, M, 2)) if M else None
-        ctx = _Level0(F=F, inv_s2=1.0 / be.asarray(s2, np.float32), kx=kx, ky=ky, r=r, radii=radii, Rg=Rg,
+        ctx = _Level0(F=F, inv_s2=1.0 / be.asarray(self.band(s2, kx, ky)), kx=kx, ky=ky, r=r, radii=radii, Rg=Rg,
                       shifts=shifts, s_step=s_step, m0=m0, K=min(top_k or self.top_k, Rg.shape[0] * len(shifts_h)),
                       M=M, T=temperature, n_keep=n_keep, return_ll0=return_ll0,
                       ph0=fourier.shift_phases(kx[:m0], ky[:m0], shifts, self.box, xp),  # (S, m0)

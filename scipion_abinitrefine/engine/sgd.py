@@ -97,14 +97,13 @@ class SGDRun:
         self.apix = particles.apix
         mask_d = params.mask_diameter_A or names.AUTO_MASK_FRACTION * D * self.apix
         self.rp = 0.5 * mask_d / self.apix  # particle/window radius, px
-        self.r_init = D * self.apix / params.init_res_A
-        self.r_max = min(D * self.apix / params.max_res_A, D / 2 - 1)
-        self.n_ramp = int(np.ceil(max(0.0, self.r_max - self.r_init) / params.radius_step))
-        self.n_iters = params.init_iters + self.n_ramp + params.final_iters
+        self.r_init, self.r_max = schedule.radii(params, D, self.apix)
+        self.n_iters = schedule.iterations(params, D, self.apix)
         self.rng = np.random.default_rng(params.seed if rng_seed is None else rng_seed)
         self.sym = symmetry.operators(params.symmetry)  # the point group (identity alone in C1)
+        r_lo = D * self.apix / params.min_align_res_A if params.min_align_res_A > 0 else 0.0
         self.searcher = PoseSearch(D, self.rp, params.max_shift_frac * D, params.top_k, self.be, params.pad,
-                                   base=symmetry.asymmetric_unit(base_rotations(), self.sym))
+                                   base=symmetry.asymmetric_unit(base_rotations(), self.sym), min_radius=r_lo)
         # model state: the random start is drawn at the full box (the same draws for a seed as without the
         # working box; drawn in the working box instead, 2 of 6 seeds of test_sgd's case failed against 1 of 6:
         # random starts still decide some runs, docs/design.rst), then cropped
@@ -229,7 +228,7 @@ class SGDRun:
         res = self.searcher.search(G, X, C, s2, kx, ky, r, temperature=T, n_keep=self.p.n_backproject,
                                    n_samples=self.p.n_samples, rng=self.rng)
         t1 = time.time()
-        ow, oz = self._outlier_weights(X, s2, res)
+        ow, oz = self._outlier_weights(X, self.searcher.band(s2, kx, ky), res)
         self._remember(sel, res, ow, oz)
         self.seen[sel] = True
         # back-projection of posterior-weighted images and curvature
@@ -382,12 +381,12 @@ class SGDRun:
             X, C = image_points(self.data, self.idx[sel], self.rp, kxf, kyf)
             res = self.searcher.search(G, X[:, :m_search], C[:, :m_search], s2f[:m_search],
                                        kxf, kyf, self.r_max, n_keep=self.p.n_backproject, top_k=self.p.final_top_k)
+            s2a = self.searcher.band(s2f[:m_search], kxf, kyf)  # the points the pose likelihood sees
             if self.p.final_refine:
                 res.R[:, 0], res.t[:, 0], _ = refine.refine_poses(
-                    self.be, G, X[:, :m_search], C[:, :m_search], s2f[:m_search], kxf, kyf, res.R[:, 0],
-                    res.t[:, 0], D, pad)
+                    self.be, G, X[:, :m_search], C[:, :m_search], s2a, kxf, kyf, res.R[:, 0], res.t[:, 0], D, pad)
             # the outlier test on the searched points, as in the SGD
-            ow, oz = self._outlier_weights(X[:, :m_search], s2f[:m_search], res)
+            ow, oz = self._outlier_weights(X[:, :m_search], s2a, res)
             self._remember(sel, res, ow, oz)
             backproject(acc, res, X, C, s2f, kxf, kyf, D, pad, self._image_weights(res, ow), self.sym)
             if progress is not None:
