@@ -386,3 +386,14 @@ P3=${P/\"init_minibatch\": 90/\"init_minibatch\": 270}; P3=${P3/\"final_minibatc
 $PY bench/trace.py --shape demo --snr 0.015 --n 10000 --junk 0.2 --realistic --seed 0 --starts 1 --iters 360 --every 40 --params "$P" --out bench/results/trace28.jsonl
 for x in "$P" "$P3"; do
   $PY bench/trace.py --shape demo --snr 0.01 --n 30000 --junk 0.2 --realistic --seed 0 --starts 1 --iters 360 --every 40 --params "$x" --out bench/results/trace28.jsonl; done
+# session 29 (issue 46): high-frequency ab initio on the realistic SNR 0.01 cell (seed 0): half A's random starts
+# at 12 A with the pose likelihood limited to 25-12 A (--min-align-res 25), the true map under the same limit,
+# random starts at 12 A with every frequency; then the whole job from 12 A (4 starts) on that cell and on the
+# white SNR 0.005 cell (seed 4), beside the 35 A default rows of sessions 10 and 27-28
+B29='"max_res_A": 10.0, "init_iters": 200, "final_iters": 30, "radius_step": 0.04, "init_minibatch": 90, "final_minibatch": 300, "minibatch_switch_iter": 300, "lr_duration": 100, "align_every": 50'
+$PY bench/trace.py $R01 --seed 0 --starts 4 --iters 240 --every 40 --params "{$B29, \"init_res_A\": 12.0, \"min_align_res_A\": 25.0}" --out bench/results/trace29.jsonl
+$PY bench/trace.py $R01 --seed 0 --starts 1 --oracle --iters 160 --every 40 --params "{$B29, \"init_res_A\": 12.0, \"min_align_res_A\": 25.0}" --out bench/results/trace29.jsonl
+$PY bench/trace.py $R01 --seed 0 --starts 4 --iters 240 --every 40 --params "{$B29, \"init_res_A\": 12.0}" --out bench/results/trace29.jsonl
+P12=${P/\"init_res_A\": 35.0/\"init_res_A\": 12.0}
+$PY bench/hard.py $R01 --seeds 0 --params "${P12%\}}, \"n_starts\": 4}" --dir DIR --out bench/results/s29.jsonl
+$PY bench/hard.py --shape demo --snr 0.005 --n 10000 --seeds 4 --params "${P12%\}}, \"n_starts\": 4}" --dir DIR --out bench/results/s29.jsonl

@@ -3,22 +3,14 @@ the points below the lower radius enter no score, no evidence and no polish, the
 import numpy as np
 import pytest
 
-from scipion_abinitrefine.engine import fourier, refine, search, simulate
-from scipion_abinitrefine.engine.ctf import ctf_at
+from scipion_abinitrefine.engine import fourier, refine, search
+from scipion_abinitrefine.testing import sources
 
 
 @pytest.fixture(scope="module")
 def batch():
-    D, apix = 32, 4.0
-    vol = simulate.make_phantom(D, apix)
-    images, truth = simulate.simulate_particles(vol, 16, apix, snr=0.5, seed=5)
-    r = 10.0
-    kx, ky = fourier.half_plane_points(r)
-    X = fourier.gather_points(fourier.ft2c(images / truth["noise_sigma"]), kx, ky).astype(np.complex64)
-    C = ctf_at(truth["ctf"], np.arange(len(images)), kx / (D * apix), ky / (D * apix)).astype(np.float32)
-    s2 = np.full(len(kx), float((np.abs(X) ** 2).mean()), np.float32)
-    G = fourier.volume_to_fourier(vol / truth["noise_sigma"], 2)
-    return D, X, C, s2, kx, ky, r, G
+    D, X, C, s2, kx, ky, r, G = sources.search_batch(16, snr=0.5, seed=5, r=10.0)
+    return D, X, C.astype(np.float32), s2, kx, ky, r, G
 
 
 def _scramble_below(X, C, kx, ky, r_lo, seed):

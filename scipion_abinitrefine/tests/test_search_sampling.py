@@ -3,8 +3,8 @@ posterior, and the mass they carry is the posterior mass the beam misses."""
 import numpy as np
 import pytest
 
-from scipion_abinitrefine.engine import fourier, posterior, search, simulate
-from scipion_abinitrefine.engine.ctf import ctf_at
+from scipion_abinitrefine.engine import posterior, search
+from scipion_abinitrefine.testing import sources
 
 
 def test_draws_follow_the_softmax():
@@ -38,16 +38,8 @@ def test_top_pairs_are_the_best_of_all_pairs():
 
 @pytest.fixture(scope="module")
 def low_snr_batch():
-    D, apix = 32, 4.0
-    vol = simulate.make_phantom(D, apix)
-    images, truth = simulate.simulate_particles(vol, 12, apix, snr=0.02, seed=3)
-    r = 4.0  # one level: the samples' mass is exactly the level-0 mass outside the beam
-    kx, ky = fourier.half_plane_points(r)
-    X = fourier.gather_points(fourier.ft2c(images / truth["noise_sigma"]), kx, ky).astype(np.complex64)
-    C = ctf_at(truth["ctf"], np.arange(len(images)), kx / (D * apix), ky / (D * apix))
-    s2 = np.full(len(kx), float((np.abs(X) ** 2).mean()), np.float32)
-    G = fourier.volume_to_fourier(vol / truth["noise_sigma"], 2)
-    return D, X, C, s2, kx, ky, r, G
+    # one level (r = 4): the samples' mass is exactly the level-0 mass outside the beam
+    return sources.search_batch(12, snr=0.02, seed=3, r=4.0)
 
 
 def test_sample_mass_is_the_mass_outside_the_beam(low_snr_batch):

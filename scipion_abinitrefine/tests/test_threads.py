@@ -2,8 +2,8 @@
 result (each image's search is independent and its random draws are made before the split)."""
 import numpy as np
 
-from scipion_abinitrefine.engine import fourier, search, simulate, threads
-from scipion_abinitrefine.engine.ctf import ctf_at
+from scipion_abinitrefine.engine import search, threads
+from scipion_abinitrefine.testing import sources
 
 
 def test_limit_sets_every_pool():
@@ -19,15 +19,7 @@ def test_limit_sets_every_pool():
 
 
 def test_search_split_over_workers_changes_nothing(monkeypatch):
-    D, apix = 32, 4.0
-    vol = simulate.make_phantom(D, apix)
-    images, truth = simulate.simulate_particles(vol, 70, apix, snr=0.1, seed=5)
-    r = 7.0
-    kx, ky = fourier.half_plane_points(r)
-    X = fourier.gather_points(fourier.ft2c(images / truth["noise_sigma"]), kx, ky).astype(np.complex64)
-    C = ctf_at(truth["ctf"], np.arange(len(images)), kx / (D * apix), ky / (D * apix))
-    s2 = np.full(len(kx), float((np.abs(X) ** 2).mean()), np.float32)
-    G = fourier.volume_to_fourier(vol / truth["noise_sigma"], 2)
+    D, X, C, s2, kx, ky, r, G = sources.search_batch(70, snr=0.1, seed=5, r=7.0)
     ps = search.PoseSearch(D, 12.0, 3.0, top_k=8, chunk=16)
     out = {}
     for n in (1, 2, 3):
