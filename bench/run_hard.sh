@@ -397,3 +397,6 @@ $PY bench/trace.py $R01 --seed 0 --starts 4 --iters 240 --every 40 --params "{$B
 P12=${P/\"init_res_A\": 35.0/\"init_res_A\": 12.0}
 $PY bench/hard.py $R01 --seeds 0 --params "${P12%\}}, \"n_starts\": 4}" --dir DIR --out bench/results/s29.jsonl
 $PY bench/hard.py --shape demo --snr 0.005 --n 10000 --seeds 4 --params "${P12%\}}, \"n_starts\": 4}" --dir DIR --out bench/results/s29.jsonl
+$PY bench/hard.py --shape demo --snr 0.01 --junk 0.2 --realistic --n 30000 --seeds 0 --params "${P12%\}}, \"n_starts\": 4}" --dir DIR --out bench/results/s29.jsonl
+# ... and today's default schedule on the same cell with 100,000 particles
+$PY bench/hard.py --shape demo --snr 0.01 --junk 0.2 --realistic --n 100000 --seeds 0 --params "$P" --dir DIR --out bench/results/s29.jsonl
