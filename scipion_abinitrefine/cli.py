@@ -10,9 +10,20 @@ import numpy as np
 
 from .engine import params
 
+
+def _help(f) -> str:
+    """An option's help from the parameter table, ending with its default (a flag: what it turns on or off)."""
+    text = (f.metadata["help"] or f.metadata["label"]).rstrip(".")
+    d = params.default(f)
+    if params.kind(f) is bool:
+        return f"{text}. Default: {'on' if d else 'off'}".replace("%", "%%")
+    unit = " A" if f.name.endswith("_A") else ""
+    return f"{text}. Default: {d:g}{unit}".replace("%", "%%") if isinstance(d, (int, float)) else \
+        f"{text}. Default: {d}".replace("%", "%%")
+
+
 # the job's options: flags, help and defaults from the parameter table (engine/params.py)
-RUN_OPTIONS = [(flag, f.name, params.kind(f), (f.metadata["help"] or f.metadata["label"]).replace("%", "%%"))
-               for flag, f in params.cli_options()]
+RUN_OPTIONS = [(flag, f.name, params.kind(f), _help(f)) for flag, f in params.cli_options()]
 
 DEMO = dict(n=2000, box=64, apix=2.0, snr=0.05)
 DEMO_PARAMS = dict(max_res_A=6.0, init_iters=40, final_iters=40, radius_step=0.15, init_minibatch=90,
@@ -179,7 +190,7 @@ def cmd_demo(args):
     data = os.path.join(args.out, "data")
     star = _simulate(data, args.n, DEMO["box"], DEMO["apix"], args.snr, 0)
     p = JobParams(**DEMO_PARAMS, backend=args.backend)
-    print("running homogeneous ab-initio refinement on the demo set (CPU on 2 cores: ~10 min)")
+    print("running homogeneous ab-initio refinement on the demo set (CPU on 2 cores: ~5 min)")
     resume = args.continue_ and os.path.exists(os.path.join(args.out, "job", "checkpoint.npz"))
     # the demo regenerates its data: a rerun replaces its previous job unless continuing it
     res = run_job(star, os.path.join(args.out, "job"), p, resume=resume, overwrite=not resume)
@@ -262,8 +273,8 @@ def build_parser():
     sub = ap.add_subparsers(dest="cmd", required=True)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--backend", default="auto", choices=params.CHOICES["backend"])
-    common.add_argument("--threads", type=int, default=0, help="CPU threads (0 = all)")
-    common.add_argument("--gpu", default=None, help="GPU id (CUDA_VISIBLE_DEVICES)")
+    common.add_argument("--threads", type=int, default=0, metavar="N", help="CPU threads (0 = all). Default: 0")
+    common.add_argument("--gpu", default=None, help="GPU id (CUDA_VISIBLE_DEVICES). Default: the first visible")
 
     r = sub.add_parser("run", parents=[common], help="run the job on a RELION STAR file")
     r.add_argument("--particles", required=True, help="RELION STAR (3.0 or 3.1) with CTF parameters")
@@ -275,8 +286,9 @@ def build_parser():
         if typ is bool:  # the flag flips the default (e.g. --no-junk-weighting)
             r.add_argument(opt, dest=field, action="store_const", const=not getattr(params.JobParams, field),
                            default=None, help=hlp)
-        else:
-            r.add_argument(opt, dest=field, type=typ, default=None, help=hlp)
+        else:  # resolutions in A, counts, fractions
+            metavar = "A" if field.endswith("_A") else "N" if typ is int else "X" if typ is float else None
+            r.add_argument(opt, dest=field, type=typ, default=None, help=hlp, metavar=metavar)
     r.set_defaults(func=cmd_run)
 
     s = sub.add_parser("simulate", help="simulate particles from the demo phantom or an MRC map")

@@ -63,9 +63,9 @@ class SGDParams:
         "e.g. 25",
         help="Frequencies coarser than this resolution are left out of the pose likelihood (the search, the "
              "pose polish, the per-particle scores and the choice between random starts); the maps still use "
-             "them. For small particles (under ~100 kDa), whose low-resolution outline fits many orientations "
-             "alike, start at a finer initial resolution (e.g. 12 A) and align only above e.g. 25 A. 0 = all "
-             "frequencies (default).")
+             "them. 0 = all frequencies. Experimental, for small proteins whose low-resolution outline fits many "
+             "orientations alike: on simulated ~80 A particles a 25 A limit lost the structure, so keep 0 unless "
+             "the low resolutions are known to mislead.")
     init_minibatch: int = opt(
         90, "Initial minibatch size", flag="--init-minibatch", form="initMinibatch", section="Ab-initio",
         line="minibatch", form_label="initial", lo=1, hint="images per iteration, e.g. 90",

@@ -2,6 +2,8 @@
 Scipion form, the form's job arguments and the checks are all made from it, and each reaches its field."""
 import dataclasses
 
+import pytest
+
 from scipion_abinitrefine import cli
 from scipion_abinitrefine.engine import bounds, params
 from scipion_abinitrefine.tests import protocol_cases as C
@@ -81,3 +83,17 @@ def test_every_form_parameter_reaches_the_engine_with_its_value(tmp_path):
         assert got == values[name], (name, fields[name].name, got, values[name])
     for name, got in res["fresh"].items():
         assert got == params.default(fields[name]), (name, got)
+
+
+def test_every_run_option_says_its_default(capsys):
+    """``abinitrefine run --help`` names every job option's default (a user should not have to read the code)."""
+    with pytest.raises(SystemExit):
+        cli.main(["run", "--help"])
+    text = " ".join(capsys.readouterr().out.split("\noptions:", 1)[1].split())
+    helps = {flag: hlp for flag, _, _, hlp in cli.RUN_OPTIONS}
+    for flag, f in params.cli_options():
+        d = params.default(f)
+        shown = ("on" if d else "off") if isinstance(d, bool) else f"{d:g}" if isinstance(d, (int, float)) else d
+        assert helps[flag].endswith(f"Default: {shown}" + (" A" if f.name.endswith("_A") else "")), helps[flag]
+        assert f"{flag} " in text, flag
+    assert text.count("Default:") >= len(helps)
