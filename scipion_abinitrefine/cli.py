@@ -16,10 +16,12 @@ def _help(f) -> str:
     text = (f.metadata["help"] or f.metadata["label"]).rstrip(".")
     d = params.default(f)
     if params.kind(f) is bool:
-        return f"{text}. Default: {'on' if d else 'off'}".replace("%", "%%")
-    unit = " A" if f.name.endswith("_A") else ""
-    return f"{text}. Default: {d:g}{unit}".replace("%", "%%") if isinstance(d, (int, float)) else \
-        f"{text}. Default: {d}".replace("%", "%%")
+        shown = "on" if d else "off"
+    elif isinstance(d, (int, float)):
+        shown = f"{d:g}" + (" A" if f.name.endswith("_A") else "")
+    else:
+        shown = str(d)
+    return f"{text}. Default: {shown}".replace("%", "%%")
 
 
 # the job's options: flags, help and defaults from the parameter table (engine/params.py)
@@ -145,9 +147,10 @@ def simulate_errors(args) -> list[str]:
         errors.append(f"--apix {args.apix}: a pixel size in A/px > 0")
     if not args.snr >= 0 or not np.isfinite(args.snr):
         errors.append(f"--snr {args.snr}: a signal-to-noise ratio >= 0 (e.g. 0.05; 0: noise alone)")
-    for flag, v in (("--bfactor", args.bfactor), ("--scale-spread", args.scale_spread)):
-        if not 0 <= v < (1 if flag == "--scale-spread" else 1e4):
-            errors.append(f"{flag} {v}: {'a fraction in [0, 1)' if flag == '--scale-spread' else 'in [0, 10000) A^2'}")
+    if not 0 <= args.bfactor < 1e4:
+        errors.append(f"--bfactor {args.bfactor}: in [0, 10000) A^2")
+    if not 0 <= args.scale_spread < 1:
+        errors.append(f"--scale-spread {args.scale_spread}: a fraction in [0, 1)")
     for flag, path in (("--map", args.map), ("--pdb", args.pdb)):
         if path is not None and not os.path.isfile(path):
             errors.append(f"{flag} {path}: no such file")

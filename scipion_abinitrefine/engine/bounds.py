@@ -57,14 +57,14 @@ def memory_errors(p, box: int, apix: float, n_used: int, total: int | None = Non
     the random starts (each holds its model and curvature in the working box of the last start radius, and
     its per-particle tables) and the pose search's per-batch tables (the beam, the posterior samples, the
     finer levels' slices). Checked where the job runs, before the compute."""
-    from . import fourier, starts
+    from . import fourier, names, schedule, starts
 
     total = total_memory() if total is None else total
     if total <= 0:
         return []
     errors = []
-    r_init, r_max = min(box * apix / p.init_res_A, box / 2 - 1), min(box * apix / p.max_res_A, box / 2 - 1)
-    rp = 0.5 * (p.mask_diameter_A or 0.85 * box * apix) / apix
+    r_init, r_max = schedule.radii(p, box, apix)
+    rp = 0.5 * (p.mask_diameter_A or names.AUTO_MASK_FRACTION * box * apix) / apix  # as sgd.SGDRun's
     Dw = fourier.working_box(starts.start_radii(r_init, r_max, rp, box)[2], box)
     per_start = (p.pad * Dw) ** 3 * 12 + (n_used // 2 + 1) * 80
     n_starts = getattr(p, "n_starts", 1)

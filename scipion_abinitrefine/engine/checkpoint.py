@@ -39,18 +39,28 @@ def read(path: str) -> dict:
     return out
 
 
-def _sample_rows(ps) -> np.ndarray:
-    """Rows whose images the fingerprint reads: up to ``SAMPLED_PER_STACK`` per stack, evenly spaced."""
-    n = len(ps)
+def _stack_ranks(ps) -> np.ndarray | None:
+    """Each row's stack, numbered in the order the STAR file first names the stacks (not by path); None for
+    a source without stacks."""
     paths = getattr(ps, "stack_paths", None)
-    if paths is None:  # an in-memory source: evenly spaced rows
-        return np.unique(np.linspace(0, n - 1, min(n, SAMPLED_MAX)).astype(np.int64))
+    if paths is None:
+        return None
     _, first, code = np.unique(np.asarray(paths).astype(str), return_index=True, return_inverse=True)
-    rows = []
-    for c in np.argsort(first):  # stacks in the order the STAR file first names them
-        own = np.flatnonzero(code == c)
-        own = own[np.argsort(ps.stack_index[own], kind="stable")]
-        rows.append(own[np.unique(np.linspace(0, len(own) - 1, min(len(own), SAMPLED_PER_STACK)).astype(int))])
+    rank = np.empty(len(first), np.int64)
+    rank[np.argsort(first)] = np.arange(len(first))
+    return rank[code.reshape(-1)]
+
+
+def _sample_rows(ps, ranks: np.ndarray | None) -> np.ndarray:
+    """Rows whose images the fingerprint reads: up to ``SAMPLED_PER_STACK`` per stack (``ranks``:
+    :func:`_stack_ranks`), evenly spaced in stack order; at most ``SAMPLED_MAX`` in all."""
+    n = len(ps)
+    if ranks is None:  # an in-memory source: evenly spaced rows
+        return np.unique(np.linspace(0, n - 1, min(n, SAMPLED_MAX)).astype(np.int64))
+    order = np.lexsort((np.asarray(ps.stack_index), ranks))  # by stack, then by place in it (stable)
+    edges = np.flatnonzero(np.diff(ranks[order])) + 1
+    rows = [own[np.unique(np.linspace(0, len(own) - 1, min(len(own), SAMPLED_PER_STACK)).astype(int))]
+            for own in np.split(order, edges)]
     rows = np.concatenate(rows)
     if len(rows) > SAMPLED_MAX:
         rows = rows[np.unique(np.linspace(0, len(rows) - 1, SAMPLED_MAX).astype(int))]
@@ -60,12 +70,9 @@ def _sample_rows(ps) -> np.ndarray:
 def fingerprint(ps) -> str:
     """sha256 of what the data contribute to a result (see the module's docstring)."""
     h = hashlib.sha256(f"v2|{len(ps)}|{ps.box}|{float(ps.apix):.6f}|".encode())
-    paths = getattr(ps, "stack_paths", None)
-    if paths is not None:  # each particle's stack (by order of appearance, not by path) and place in it
-        _, first, code = np.unique(np.asarray(paths).astype(str), return_index=True, return_inverse=True)
-        rank = np.empty(len(first), np.int64)
-        rank[np.argsort(first)] = np.arange(len(first))
-        h.update(rank[code.reshape(-1)].astype("<i8").tobytes())
+    ranks = _stack_ranks(ps)
+    if ranks is not None:  # each particle's stack (by order of appearance, not by path) and place in it
+        h.update(ranks.astype("<i8").tobytes())
         h.update(np.asarray(ps.stack_index, "<i8").tobytes())
     ctf = ps.ctf
     for name in ("defocus_u", "defocus_v", "defocus_angle", "voltage", "cs", "q0", "phase_shift"):
@@ -74,7 +81,7 @@ def fingerprint(ps) -> str:
         if v is not None:
             h.update(np.asarray(v, "<f4").tobytes())  # float32: a STAR round trip's last digits do not count
     if len(ps):
-        rows = _sample_rows(ps)
+        rows = _sample_rows(ps, ranks)
         h.update(rows.astype("<i8").tobytes())
         for a in range(0, len(rows), 256):
             h.update(np.ascontiguousarray(ps.read_images(rows[a:a + 256]), "<f4").tobytes())

@@ -75,6 +75,7 @@ class Job:
         self.stage = "explore" if params.n_starts > 1 else "sgd"
         self.workers = None  # the two halves' worker threads (threads.half_workers), made on first use
         self.stop_signal = None  # set by SIGINT/SIGTERM: stop after the current iteration
+        self._fingerprint = None  # the data's (checkpoint.fingerprint), computed at the first save or load
 
     # ------------------------------------------------------------------------------ checkpoint
     def save(self):
@@ -92,7 +93,7 @@ class Job:
 
     def fingerprint(self) -> str:
         """The data's fingerprint (:func:`checkpoint.fingerprint`: it reads a sample of images), once."""
-        if getattr(self, "_fingerprint", None) is None:
+        if self._fingerprint is None:
             self._fingerprint = checkpoint.fingerprint(self.ps)
         return self._fingerprint
 

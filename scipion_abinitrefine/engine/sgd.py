@@ -374,6 +374,7 @@ class SGDRun:
         s2f = self.s2_shell[shf].astype(np.float32)
         m_search = fourier.n_points_within(kxf, kyf, self.r_max)
         acc = self.be.accumulator(pad * D)
+        s2a = self.searcher.band(s2f[:m_search], kxf, kyf)  # the points the pose likelihood sees
         sel_all = np.flatnonzero(self.seen)
         G = self.be.asarray(self.G)
         for a in range(0, len(sel_all), batch):
@@ -381,7 +382,6 @@ class SGDRun:
             X, C = image_points(self.data, self.idx[sel], self.rp, kxf, kyf)
             res = self.searcher.search(G, X[:, :m_search], C[:, :m_search], s2f[:m_search],
                                        kxf, kyf, self.r_max, n_keep=self.p.n_backproject, top_k=self.p.final_top_k)
-            s2a = self.searcher.band(s2f[:m_search], kxf, kyf)  # the points the pose likelihood sees
             if self.p.final_refine:
                 res.R[:, 0], res.t[:, 0], _ = refine.refine_poses(
                     self.be, G, X[:, :m_search], C[:, :m_search], s2a, kxf, kyf, res.R[:, 0], res.t[:, 0], D, pad)
