@@ -172,7 +172,25 @@ def evaluate(out_dir, truth_vol, t, apix):
     o["halves"] = half_truth_scores(a, b, ps, truth_vol, t, apix)
     if t["junk"].any() and ps.loglik is not None:
         o.update(junk_scores(ps, t))
+    un = io.read_star(os.path.join(out_dir, "unused.star"))
+    if t["junk"].any() and un.class_number is not None:
+        o.update(junk_class_scores(ps, un, t))
     return o
+
+
+def junk_class_scores(ps, un, t) -> dict:
+    """Junk classes (--junk-classes): precision and recall, over every particle the SGD saw, of the
+    particles whose most probable class is a junk class (unused.star, rlnClassNumber >= 2), per junk kind
+    too; and the good particles they lost."""
+    moved = un.stack_index[un.class_number >= 2]
+    seen = np.concatenate([ps.stack_index, moved])
+    isj = t["junk"][seen]
+    kind = np.asarray(t["junk_kind"], dtype=object)[seen]
+    out = np.zeros(len(seen), bool)
+    out[len(ps):] = True
+    return dict(class_junk_precision=float(isj[out].mean()) if out.any() else float("nan"),
+                class_junk_recall=float(out[isj].mean()), class_good_lost=float(out[~isj].mean()),
+                class_junk_recall_kind={str(k): float(out[kind == k].mean()) for k in sorted(set(kind[isj]))})
 
 
 def junk_scores(ps, t) -> dict:
@@ -245,6 +263,9 @@ def row(r) -> str:
     junk = f"junk P/R {r['junk_precision']:.2f}/{r['junk_recall']:.2f}, " if "junk_recall" in r else ""
     if "junk_recall_ll" in r:
         junk += f"(ratio alone {r['junk_precision_ll']:.2f}), "
+    if "class_junk_recall" in r:
+        junk += (f"junk classes P/R {r['class_junk_precision']:.2f}/{r['class_junk_recall']:.2f} (good lost "
+                 f"{100 * r['class_good_lost']:.1f}%), ")
     return (f"{os.path.basename(r['shape']):9s} SNR {r['snr']:<6g} n {r['n']:6d} junk {r['junk']:.2f} seed {r['seed']} "
             f"{'oracle' if r['oracle'] else 'random'}: FSC(truth) 0.5 {r['fsc05_A']:.1f} A, 0.143 "
             f"{r['fsc0143_A']:.1f} A, median err {r['median_err_deg']:.1f} deg, within 10 deg "

@@ -17,7 +17,7 @@ from dataclasses import asdict
 
 import numpy as np
 
-from . import checkpoint, halves, inputs, io, names, outdir, outliers, so3, threads
+from . import checkpoint, classes, halves, inputs, io, names, outdir, outliers, so3, threads
 from .halves import choose_used, split_halves
 from .inputs import JobInputError
 from .params import JobParams
@@ -72,6 +72,7 @@ class Job:
             self.runs[name] = self.candidates[name][0]
         self.alignments = []
         self.starts = {}  # per half: every start's score and the one kept
+        self.classes = {}  # per half with junk classes: the share of the images each class explains
         self.stage = "explore" if params.n_starts > 1 else "sgd"
         self.workers = None  # the two halves' worker threads (threads.half_workers), made on first use
         self.stop_signal = None  # set by SIGINT/SIGTERM: stop after the current iteration
@@ -84,7 +85,8 @@ class Job:
               "stage": np.frombuffer(self.stage.encode(), np.uint8),
               "log": np.frombuffer(json.dumps(self.full_log(all_starts=True)).encode(), np.uint8),
               "alignments": np.frombuffer(json.dumps(self.alignments).encode(), np.uint8),
-              "starts": np.frombuffer(json.dumps(self.starts).encode(), np.uint8)}
+              "starts": np.frombuffer(json.dumps(self.starts).encode(), np.uint8),
+              "classes": np.frombuffer(json.dumps(self.classes).encode(), np.uint8)}
         for name, run in self._all_runs():
             for k, v in run.state_dict().items():
                 st[f"{name}__{k}"] = np.asarray(v if v is not None else np.nan)
@@ -124,6 +126,7 @@ class Job:
         self.stage = z["stage"].tobytes().decode()
         self.alignments = json.loads(z["alignments"].tobytes().decode())
         self.starts = json.loads(z["starts"].tobytes().decode()) if "starts" in z else {}
+        self.classes = json.loads(z["classes"].tobytes().decode()) if "classes" in z else {}
         for name, runs in self.candidates.items():  # the starts still alive, in the order they were kept
             rounds = self.starts.get(name, {}).get("rounds")
             if rounds:
@@ -212,6 +215,16 @@ class Job:
         if all(len(c) == 1 for c in self.candidates.values()):
             self.stage = "sgd"
 
+    def settle_classes(self):
+        """With junk classes: each half's particle class is the one that explains most of its images now
+        (:func:`classes.settle`), before the halves are aligned."""
+        for name, run in self.runs.items():
+            share = classes.settle(run)
+            if share is not None:
+                self.classes[name] = share
+                self.say(f"  half {name}: classes explain {', '.join(f'{100 * x:.0f}%' for x in share)} of "
+                         "the images; the first is the particle's")
+
     # ------------------------------------------------------------------------------ alignment
     def align_halves(self):
         """Align half B's model to half A's at the alignment resolution (:func:`halves.align_halves`)."""
@@ -271,6 +284,7 @@ class Job:
                 last_ckpt = time.time()
         if self.stage == "explore":  # a schedule shorter than its initial iterations
             self.choose_starts()
+        self.settle_classes()
         self.align_halves()
         self.stage = "final"
         self.save()
@@ -375,6 +389,7 @@ class Job:
         maxprob = np.full(n, np.nan)
         outlier_w = np.ones(n)
         select_z = np.full(n, np.nan)
+        pclass = np.full((n, 1 + self.p.junk_classes), np.nan)
         for run in (A, B):
             g = run.idx[run.seen]
             r_, t_, p_ = so3.matrix_to_euler(run.R[run.seen].astype(np.float64))
@@ -385,7 +400,13 @@ class Job:
             maxprob[g] = run.maxprob[run.seen]
             outlier_w[g] = run.outlier_w[run.seen]
             select_z[g] = run.outlier_z[run.seen]
+            pclass[g] = run.pclass[run.seen]
             seen[g] = True
+        klass, kprob = classes.assignment(pclass)
+        if self.p.junk_classes:
+            in_junk = seen & (klass > 1)
+            self.say(f"{int(in_junk.sum())} particles most probably in a junk class go to unused.star")
+            seen &= ~in_junk
         if self.p.exclude_junk:
             junk = seen & (loglik < 0)
             outlier = seen & ~junk & (outlier_w < outliers.OUTLIER_BELOW)
@@ -395,10 +416,13 @@ class Job:
         used = np.flatnonzero(seen)
         unused = np.flatnonzero(~seen)
         out_ps = self.ps.with_poses(rot, tilt, psi, ox, oy, half=self.half)
-        out_ps = out_ps._derive(loglik=loglik, maxprob=maxprob, select_z=select_z)
+        out_ps = out_ps._derive(loglik=loglik, maxprob=maxprob, select_z=select_z, class_number=None)
         out_ps = out_ps.subset(used)
         io.write_star(os.path.join(self.out, names.OUT_PARTICLES), out_ps)
         un = self.ps.subset(unused)
+        if self.p.junk_classes:  # 0 for particles never scored (not seen by the SGD)
+            un.class_number = np.where(np.isnan(kprob[unused]), 0, klass[unused])
+            un.maxprob = np.nan_to_num(kprob[unused])
         un.half = None
         un.rot = un.tilt = un.psi = un.origin_x = un.origin_y = None
         io.write_star(os.path.join(self.out, names.OUT_UNUSED), un)
@@ -410,6 +434,8 @@ class Job:
                       n_half_A=int(np.sum(self.half[used] == 1)), n_half_B=int(np.sum(self.half[used] == 2)),
                       apix=float(apix), box=int(self.ps.box), iterations=int(A.iteration),
                       verdict=vd["verdict"], convergence=vd, starts=self.starts, params=asdict(self.p))
+        if self.p.junk_classes:
+            result["classes"] = self.classes
         with outdir.atomic(os.path.join(self.out, names.OUT_RESULT)) as tmp, open(tmp, "w") as f:  # last: the manifest
             json.dump(result, f, indent=1)
         self.stage = "done"

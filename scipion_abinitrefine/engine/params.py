@@ -119,6 +119,17 @@ class SGDParams:
         advanced=True,
         help="Weight each image by the probability that the model, rather than noise alone, explains it, so that "
              "junk steers the model less (command line: --no-junk-weighting turns it off).")
+    # heterogeneous ab initio inside each half (engine/classes.py): extra models that absorb junk
+    junk_classes: int = opt(
+        0, "Number of junk classes", flag="--junk-classes", form="junkClasses", section="Ab-initio",
+        advanced=True, lo=0, hi=8, hint="0 = none, e.g. 2",
+        help="Extra classes per half-set, each from its own random start, that compete with the particle for "
+             "every image (heterogeneous ab initio inside each half): ice, contaminants, other objects and "
+             "aggregates can go to a junk class instead of bending the particle's map. The class that holds "
+             "the most images is the particle's; particles whose most probable class is a junk class go to "
+             "the unused particles with rlnClassNumber (2 and up) and the class probability "
+             "(rlnMaxValueProbDistribution). Each class costs about one more search per image. 0 = one class "
+             "(the homogeneous job).")
     # weight down images with far more unexplained power at their best pose than their batch (engine/outliers.py):
     # a contaminant brighter than the particle outweighs every particle in the likelihood and bends the model
     outlier_weighting: bool = opt(

@@ -41,7 +41,7 @@ def _opt_float(x):
 
 
 _PER_PARTICLE = ("image_names", "stack_paths", "stack_index", "rot", "tilt", "psi", "origin_x", "origin_y",
-                 "half", "micrograph", "loglik", "maxprob", "select_z")
+                 "half", "micrograph", "loglik", "maxprob", "select_z", "class_number")
 # per-particle scores of the final pose assignment, with RELION's column names
 _SCORE_COLUMNS = (("loglik", "rlnLogLikeliContribution"), ("maxprob", "rlnMaxValueProbDistribution"),
                   ("select_z", "rlnParticleSelectZScore"))
@@ -71,6 +71,7 @@ class ParticleSet:
     loglik: np.ndarray | None = None  # rlnLogLikeliContribution: log marginal likelihood (vs noise only)
     maxprob: np.ndarray | None = None  # rlnMaxValueProbDistribution: posterior probability of the best pose
     select_z: np.ndarray | None = None  # rlnParticleSelectZScore: outlier z score (engine/outliers.py; high: junk)
+    class_number: np.ndarray | None = None  # rlnClassNumber: 1 the particle's class, 2.. junk classes (classes.py)
     source_star: str | None = None
     _cache: _StackCache | None = field(default=None, init=False, repr=False)
     _codes: tuple | None = field(default=None, init=False, repr=False)
@@ -83,8 +84,9 @@ class ParticleSet:
         self.box = int(self.box)
         for name in ("rot", "tilt", "psi", "origin_x", "origin_y", "loglik", "maxprob", "select_z"):
             setattr(self, name, _opt_float(getattr(self, name)))
-        if self.half is not None:
-            self.half = np.asarray(self.half, dtype=np.int64).reshape(-1)
+        for name in ("half", "class_number"):
+            if getattr(self, name) is not None:
+                setattr(self, name, np.asarray(getattr(self, name), dtype=np.int64).reshape(-1))
         if self.micrograph is not None:
             self.micrograph = _str_array(self.micrograph)
         n = len(self.image_names)
@@ -131,7 +133,8 @@ class ParticleSet:
     def _derive(self, **changes) -> ParticleSet:
         kw = {name: getattr(self, name) for name in
               ("image_names", "stack_paths", "stack_index", "apix", "box", "ctf", "rot", "tilt", "psi",
-               "origin_x", "origin_y", "half", "micrograph", "loglik", "maxprob", "select_z", "source_star")}
+               "origin_x", "origin_y", "half", "micrograph", "loglik", "maxprob", "select_z", "class_number",
+               "source_star")}
         kw.update(changes)
         out = ParticleSet(**kw)
         out._cache = self._cache  # same stacks: share the open memory maps

@@ -38,7 +38,7 @@ import time
 
 import numpy as np
 
-from . import fourier, names, outliers, refine, schedule, symmetry
+from . import classes, fourier, names, outliers, refine, schedule, symmetry
 from .backend import get_backend
 from .noise import initial_noise, shell_index, updated_noise
 from .params import SGDParams  # noqa: F401 (the parameters of SGDRun, re-exported)
@@ -137,6 +137,10 @@ class SGDRun:
         # ... and the robust z score behind it (outliers.robust_z; written as rlnParticleSelectZScore)
         self.outlier_z = np.full(n, np.nan, np.float32)
         self.log: list[dict] = []
+        # the junk classes (engine/classes.py): runs of their own random starts, stepped by this one
+        self.junk = classes.junk_runs(self, particles, rng_seed)
+        self.class_prior = classes.initial_prior(1 + len(self.junk))
+        self.pclass = np.full((n, 1 + len(self.junk)), np.nan, np.float32)  # the latest class posteriors
 
     # ------------------------------------------------------------------------------ working box
     def _set_working_box(self, Dw: int):
@@ -227,22 +231,23 @@ class SGDRun:
         G = self.be.asarray(self.G)  # the model on the device once per iteration (search + noise update)
         res = self.searcher.search(G, X, C, s2, kx, ky, r, temperature=T, n_keep=self.p.n_backproject,
                                    n_samples=self.p.n_samples, rng=self.rng)
+        pc, rj = classes.search_junk(self, res, X, C, s2, kx, ky, r, T)  # (None, []) with one class
         t1 = time.time()
         ow, oz = self._outlier_weights(X, self.searcher.band(s2, kx, ky), res)
-        self._remember(sel, res, ow, oz)
+        self._remember(sel, res, ow, oz, pc)
         self.seen[sel] = True
         # back-projection of posterior-weighted images and curvature
-        self.acc.reset()
-        Xc = backproject(self.acc, res, X, C, s2, kx, ky, self.box, self.p.pad, self._image_weights(res, ow),
-                         self.sym)
-        Bv, Wv = (self.be.to_host(a) for a in self.acc.result())
+        Xc, Bv, Wv = self._backproject(res, X, C, s2, kx, ky, ow, None if pc is None else pc[0])
         # noise update from the residuals at the best pose at radius r
         Pbest = self.be.to_host(self.be.extract_slices(G, res.R[:, 0], kx, ky, self.p.pad))
         fit = ow >= outliers.OUTLIER_BELOW  # outliers' residuals are not noise
+        if pc is not None:  # ... nor are the residuals of the images a junk class explains best
+            fit &= np.argmax(pc, axis=0) == 0
         self.s2_shell, self.s2_count = updated_noise(self.s2_shell, self.s2_count, self.shell,
                                                      np.abs(Xc[fit] - C[fit] * Pbest[fit]) ** 2, m)
         lr = self.lr_at(it)
         self._apply_update(Bv, Wv, lr, r)
+        classes.update_junk(self, rj, pc, X, C, s2, kx, ky, lr, r)
         t2 = time.time()
         self.iteration += 1
         entry = dict(half=self.name, start=self.start, iteration=it, radius=float(r),
@@ -250,6 +255,8 @@ class SGDRun:
                      minibatch=int(len(sel)), ess=float(np.median(res.ess)), temperature=float(T),
                      lr=float(lr), seen=int(self.seen.sum()), t_search=t1 - t0, t_update=t2 - t1,
                      seconds=t2 - t0)
+        if self.junk:
+            entry["class_occupancy"] = [float(x) for x in self.class_prior]
         self.log.append(entry)
         return entry
 
@@ -274,19 +281,43 @@ class SGDRun:
             return np.ones(len(X), np.float32), z.astype(np.float32)
         return outliers.weights_from_z(z).astype(np.float32), z.astype(np.float32)
 
-    def _remember(self, sel, res, ow, oz):
+    def _backproject(self, res, X, C, s2, kx, ky, ow, pk=None, acc=None):
+        """Back-project a batch (posterior-weighted images and curvature) into ``acc`` (default: this run's,
+        reset first): its images centred at their best poses, and with this run's accumulator its sums B, W.
+        ``pk``: the images' probabilities of this class (junk classes); those that hardly belong to it are
+        left out."""
+        w = self._image_weights(res, ow, pk)
+        keep = None if pk is None else pk >= classes.MIN_CLASS_WEIGHT
+        own = acc is None
+        acc = self.acc if own else acc
+        if own:
+            acc.reset()
+        Xc = np.zeros((len(X), X.shape[1]), np.complex64)
+        if keep is None:
+            Xc = backproject(acc, res, X, C, s2, kx, ky, self.box, self.p.pad, w, self.sym)
+        elif keep.any():
+            Xc[keep] = backproject(acc, classes.subset(res, keep), X[keep], C[keep], s2, kx, ky, self.box,
+                                   self.p.pad, w[keep], self.sym)
+        if not own:
+            return Xc
+        Bv, Wv = (self.be.to_host(a) for a in acc.result())
+        return Xc, Bv, Wv
+
+    def _remember(self, sel, res, ow, oz, pc=None):
         """Best pose and scores of images ``sel`` from their latest search (``ow``: outlier weights, ``oz``:
-        their z scores)."""
+        their z scores, ``pc``: their class posteriors (K, B) with junk classes)."""
         self.R[sel] = res.R[:, 0]
         self.t[sel] = res.t[:, 0]
         self.loglik[sel] = res.evidence
         self.maxprob[sel] = res.w[:, 0]
         self.outlier_w[sel] = ow
         self.outlier_z[sel] = oz
+        if pc is not None:
+            self.pclass[sel] = pc.T
 
-    def _image_weights(self, res, ow) -> np.ndarray:
-        """Back-projection weights (B, n): pose posteriors times the outlier weights ``ow`` (B,), times
-        P(model explains the image) when asked.
+    def _image_weights(self, res, ow, pk=None) -> np.ndarray:
+        """Back-projection weights (B, n): pose posteriors times the outlier weights ``ow`` (B,), times the
+        class probabilities ``pk`` (B,) with junk classes, times P(model explains the image) when asked.
 
         With prior odds 1:1 between "the model explains the image" and "noise alone does", the posterior
         probability is sigmoid(evidence). A good particle has evidence >> 0 (weight ~1), an image of ice
@@ -294,6 +325,8 @@ class SGDRun:
         the (normalised) update.
         """
         w = res.w * ow[:, None]
+        if pk is not None:
+            w = w * pk[:, None]
         if not self.p.junk_weighting:
             return w.astype(np.float32)
         pw = 1.0 / (1.0 + np.exp(-np.clip(res.evidence.astype(np.float64), -50, 50)))
@@ -377,6 +410,8 @@ class SGDRun:
         s2a = self.searcher.band(s2f[:m_search], kxf, kyf)  # the points the pose likelihood sees
         sel_all = np.flatnonzero(self.seen)
         G = self.be.asarray(self.G)
+        for j in self.junk:
+            j.set_working_radius(self.r_max)
         for a in range(0, len(sel_all), batch):
             sel = sel_all[a:a + batch]
             X, C = image_points(self.data, self.idx[sel], self.rp, kxf, kyf)
@@ -385,10 +420,12 @@ class SGDRun:
             if self.p.final_refine:
                 res.R[:, 0], res.t[:, 0], _ = refine.refine_poses(
                     self.be, G, X[:, :m_search], C[:, :m_search], s2a, kxf, kyf, res.R[:, 0], res.t[:, 0], D, pad)
+            pc, _ = classes.search_junk(self, res, X[:, :m_search], C[:, :m_search], s2f[:m_search], kxf, kyf,
+                                        self.r_max, 1.0, final=True)
             # the outlier test on the searched points, as in the SGD
             ow, oz = self._outlier_weights(X[:, :m_search], s2a, res)
-            self._remember(sel, res, ow, oz)
-            backproject(acc, res, X, C, s2f, kxf, kyf, D, pad, self._image_weights(res, ow), self.sym)
+            self._remember(sel, res, ow, oz, pc)
+            self._backproject(res, X, C, s2f, kxf, kyf, ow, None if pc is None else pc[0], acc=acc)
             if progress is not None:
                 progress(self, min(a + batch, len(sel_all)), len(sel_all))
         Bv, Wv = (self.be.to_host(a) for a in acc.result())
@@ -414,7 +451,8 @@ class SGDRun:
                     T0=np.nan if self.T0 is None else self.T0, iteration=self.iteration, order=self.order,
                     cursor=self.cursor, seen=self.seen, R=self.R, t=self.t, idx=self.idx,
                     loglik=self.loglik, maxprob=self.maxprob, outlier_w=self.outlier_w, outlier_z=self.outlier_z,
-                    rng_state=np.frombuffer(pickle.dumps(self.rng.bit_generator.state), np.uint8))
+                    rng_state=np.frombuffer(pickle.dumps(self.rng.bit_generator.state), np.uint8),
+                    **classes.state(self))
 
     def load_state(self, st: dict):
         G = np.ascontiguousarray(st["G"], np.complex64)
@@ -439,3 +477,4 @@ class SGDRun:
         if "outlier_z" in st:  # ... and before their z scores
             self.outlier_z = np.asarray(st["outlier_z"], np.float32)
         self.rng.bit_generator.state = pickle.loads(np.asarray(st["rng_state"]).tobytes())
+        classes.load_state(self, st)

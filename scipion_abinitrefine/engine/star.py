@@ -295,6 +295,9 @@ def _poses_and_labels(C: _Columns, star: str, apix: float, names) -> dict:
                 f"rlnRandomSubset of STAR file '{star}' is {half[i]} for particle row {i + 1} (image "
                 f"'{names[i]}'): half-set ids must be 1 or 2; fix or remove the rlnRandomSubset column.")
         out["half"] = half
+    if C.has("rlnClassNumber"):
+        out["class_number"] = np.array([C._parse_int(v, "rlnClassNumber", i)
+                                        for i, v in enumerate(C.raw("rlnClassNumber"))], dtype=np.int64)
     if C.has("rlnMicrographName"):
         out["micrograph"] = np.array([str(v) for v in C.raw("rlnMicrographName")], dtype=object)
     out.update({name: C.floats(col) for name, col in _SCORE_COLUMNS if C.has(col)})
@@ -385,6 +388,8 @@ def write_star(path, ps: ParticleSet) -> None:
         parts += [("rlnOriginXAngst", _fcol(ps.origin_x)), ("rlnOriginYAngst", _fcol(ps.origin_y))]
     if ps.half is not None:
         parts.append(("rlnRandomSubset", [str(int(h)) for h in ps.half]))
+    if ps.class_number is not None:
+        parts.append(("rlnClassNumber", [str(int(k)) for k in ps.class_number]))
     for name, col in _SCORE_COLUMNS:
         if getattr(ps, name) is not None:
             parts.append((col, _fcol(getattr(ps, name))))
