@@ -183,10 +183,13 @@ def write_input_star(particles, star_path, work_dir=None, log=None):
 
 def read_job_scores(star_path) -> dict:
     """Engine output STAR -> ``{stack_key: {column: value}}`` for the per-particle score columns present
-    (rlnLogLikeliContribution, rlnMaxValueProbDistribution, rlnParticleSelectZScore)."""
+    (rlnLogLikeliContribution, rlnMaxValueProbDistribution, rlnParticleSelectZScore; rlnClassNumber, an int,
+    in unused.star with junk classes)."""
     ps = io.read_star(star_path)
     cols = [(col, getattr(ps, name)) for name, col in io._SCORE_COLUMNS if getattr(ps, name) is not None]
-    return {stack_key(ps.stack_paths[k], ps.stack_index[k]): {c: float(v[k]) for c, v in cols}
+    if ps.class_number is not None:
+        cols.append(("rlnClassNumber", ps.class_number))
+    return {stack_key(ps.stack_paths[k], ps.stack_index[k]): {c: v[k].item() for c, v in cols}
             for k in range(len(ps))} if cols else {}
 
 

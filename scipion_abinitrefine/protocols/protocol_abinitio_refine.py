@@ -194,6 +194,9 @@ class ProtAbInitioRefine(ProtRefine3D):
         used = read_job_particles(self._getJobDir(C.OUT_PARTICLES))
         scores = read_job_scores(self._getJobDir(C.OUT_PARTICLES))
         unusedKeys = set(read_job_keys(self._getJobDir(C.OUT_UNUSED)))
+        # with junk classes: each unused particle's class (0: never scored) and its probability
+        classes = ({k: v for k, v in read_job_scores(self._getJobDir(C.OUT_UNUSED)).items() if "rlnClassNumber" in v}
+                   if self.junkClasses.get() else {})
         result = self._readResult()
         apix = inputSet.getSamplingRate()
 
@@ -217,7 +220,12 @@ class ProtAbInitioRefine(ProtRefine3D):
             else:
                 if key not in unusedKeys:
                     nMissing += 1
-                unusedSet.append(particle.clone())
+                newPart = particle.clone()
+                if self.junkClasses.get():  # every item carries both columns (sqlite)
+                    c = classes.get(key, {})
+                    newPart._rlnClassNumber = Integer(int(c.get("rlnClassNumber", 0)))
+                    newPart._rlnMaxValueProbDistribution = Float(float(c.get("rlnMaxValueProbDistribution", 0.0)))
+                unusedSet.append(newPart)
         if nMissing:
             self.warning(f"{nMissing} input particles are in neither particles.star nor unused.star of the job: "
                          "they are returned as unused")

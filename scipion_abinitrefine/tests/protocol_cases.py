@@ -21,7 +21,8 @@ PROJECT = "abinitrefine_protocol"
 N, BOX, APIX, NUM_USE = 200, 32, 4.0, 180
 TINY = dict(numParticles=NUM_USE, maxRes=12.0, initRes=35.0, alignRes=20.0, initIters=10, finalIters=5,
             radiusStep=0.3, initMinibatch=40, finalMinibatch=80, minibatchSwitch=10, lrDuration=8, alignEvery=10,
-            seed=5, useGpu=False, numberOfThreads=1, numStarts=3)  # 3 starts: a halving and a choice, cheaply
+            seed=5, useGpu=False, numberOfThreads=1, numStarts=3,  # 3 starts: a halving and a choice, cheaply
+            junkClasses=1)  # and a junk class: the unused particles carry their class
 
 
 def simulate_data(data):
@@ -283,9 +284,12 @@ def child_read(prot_id):
         used.append(dict(id=int(p.getObjId()), index=int(index), file=os.path.abspath(fn),
                          half=None if half is None else half.get(), pose=list(particle_pose(p, apix)),
                          has_ctf=p.hasCTF(), loglik=None if ll is None else ll.get()))
-    unused = []
+    unused, unused_class = [], {}
     if hasattr(prot, "outputUnusedParticles"):
-        unused = [int(p.getObjId()) for p in prot.outputUnusedParticles.iterItems(orderBy="id")]
+        for p in prot.outputUnusedParticles.iterItems(orderBy="id"):
+            unused.append(int(p.getObjId()))
+            index, fn = p.getLocation()
+            unused_class[stack_key(os.path.abspath(fn), int(index) - 1)] = int(p._rlnClassNumber.get())
     # the chain into RELION: scipion-em-relion's own converter writes our output particles for its jobs
     from relion.convert import writeSetOfParticles
 
@@ -298,6 +302,7 @@ def child_read(prot_id):
     fscs = [dict(label=f.getObjLabel(), x=list(f.getData()[0]), y=list(f.getData()[1]))
             for f in prot.outputFSCs.iterItems(orderBy="id")]
     return dict(input_ids=[int(p.getObjId()) for p in inp.iterItems(orderBy="id")], used=used, unused=unused,
+                unused_class=unused_class,
                 alignment=str(prot.outputParticles.getAlignment()),
                 out_sampling=prot.outputParticles.getSamplingRate(),
                 volume=os.path.abspath(vol.getFileName()), vol_sampling=vol.getSamplingRate(),
@@ -338,6 +343,11 @@ def check_partition(out):
     assert set(used_ids) | set(out["unused"]) == set(out["input_ids"])
     assert not set(used_ids) & set(out["unused"])
     assert 0 < len(used_ids) <= NUM_USE and out["unused"]
+    # the junk class's particles (rlnClassNumber 2 in unused.star) carry it in Scipion; those the job did not
+    # use (num particles) carry 0
+    un = io.read_star(os.path.join(out["job_dir"], names.OUT_UNUSED))
+    want = {stack_key(p, i): int(k) for p, i, k in zip(un.stack_paths, un.stack_index.tolist(), un.class_number)}
+    assert out["unused_class"] == want and set(want.values()) <= {0, 2} and 0 in want.values(), out["unused_class"]
     assert out["alignment"] == "Projection" and math.isclose(out["out_sampling"], APIX, rel_tol=1e-6)
     halves = [u["half"] for u in out["used"]]
     assert set(halves) == {1, 2}, set(halves)
