@@ -41,9 +41,10 @@ def main():
                     help="also start from the case's half-map A (DIR/out, a finished bench/hard.py job) low-passed "
                          "at --res: does the likelihood there prefer the truth to what the SGD found?")
     a = ap.parse_args()
-    from scipion_abinitrefine.engine import fourier, io, sgd
+    from scipion_abinitrefine.engine import fourier, io
     from scipion_abinitrefine.engine.job import Job, JobParams
     from scipion_abinitrefine.engine.noise import initial_noise
+    from scipion_abinitrefine.engine.starts import random_initial_model
 
     truth, t = case_truth(a.dir, a)
     p = JobParams(**{**JOB_PARAMS, "max_res_A": a.res, "init_res_A": max(a.res, JOB_PARAMS["init_res_A"]),
@@ -62,7 +63,7 @@ def main():
         v = fourier.lowpass_volume(io.read_mrc(os.path.join(a.dir, "out", "half_map_A.mrc"))[0], r, width=2.0)
         starts.append(("job", scaled_like(v, start)))
     for k in range(a.starts):
-        v = sgd.random_initial_model(D, run.rp, r, rng)
+        v = random_initial_model(D, run.rp, r, rng)
         starts.append((f"random {k + 1}", scaled_like(v, start)))
     sel = np.sort(np.random.default_rng(7).permutation(len(run.idx))[:a.score_images])
     X, C, m = run.batch_points(sel, run.r_max)

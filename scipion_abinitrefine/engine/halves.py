@@ -176,6 +176,14 @@ def map_preference(ev_a: np.ndarray, ev_b: np.ndarray) -> dict:
                 evidence=float(0.5 * (np.mean(ev_a) + np.mean(ev_b))) if n else float("nan"))
 
 
+def closest_mate(Rx: np.ndarray, Ro: np.ndarray, sym: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per image, the angle (deg) from pose Rx (n, 3, 3) to the closest symmetry mate Ro S of pose Ro, and
+    the relative rotation (Ro S)^T Rx."""
+    dk = np.array([so3.geodesic_deg(Rx, Ro @ S) for S in sym])
+    Sk = sym[dk.argmin(0)]
+    return dk.min(0), np.einsum("nba,nbc->nac", Ro @ Sk, Rx)
+
+
 def cross_pose_agreement(A, B, n_images: int = CROSS_IMAGES, seed: int = 0, details: bool = False,
                          own_evidence: bool = True, check=None) -> dict:
     """Do the halves' models (the SGD's last, or the half-maps) give the same images the same poses?
@@ -232,13 +240,10 @@ def cross_pose_agreement(A, B, n_images: int = CROSS_IMAGES, seed: int = 0, deta
                 res_own = own.searcher.search(G_own, X, C, s2, kx, ky, r, n_keep=1, top_k=own.p.final_top_k)
                 ev[name].append(np.asarray(res_own.evidence, np.float64))
             ev[other_name].append(np.asarray(res.evidence, np.float64))
-            Rx = np.asarray(res.R[:, 0], np.float64)
-            Ro = own.R[s].astype(np.float64)
-            dk = np.array([so3.geodesic_deg(Rx, Ro @ S) for S in sym])
-            angles.append(dk.min(0))
-            agree.append(dk.min(0) < CROSS_TOLERANCE_DEG)
-            Sk = sym[dk.argmin(0)]  # the closest symmetry mate of the own pose
-            rel.append(np.einsum("nba,nbc->nac", Ro @ Sk, Rx))  # (R_own S)^T R_best
+            d, q = closest_mate(np.asarray(res.R[:, 0], np.float64), own.R[s].astype(np.float64), sym)
+            angles.append(d)
+            agree.append(d < CROSS_TOLERANCE_DEG)
+            rel.append(q)
             ess.append(np.asarray(res.ess, np.float64) / len(other.searcher.base))
         per_half[name] = dict(images=int(len(sel)), fraction=float(np.mean(np.concatenate(agree))),
                               evidence_other=float(np.mean(np.concatenate(ev[other_name]))))

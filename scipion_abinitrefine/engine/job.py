@@ -10,18 +10,17 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
-import threading
 import time
 from dataclasses import asdict
 
 import numpy as np
 
-from . import checkpoint, classes, halves, inputs, io, names, outdir, outliers, so3, threads
+from . import checkpoint, classes, halves, inputs, io, names, outdir, outputs, threads
 from .halves import choose_used, split_halves
 from .inputs import JobInputError
 from .params import JobParams
 from .sgd import SGDRun
+from .signals import JobInterrupted, StopOnSignals  # noqa: F401 (JobInterrupted: the job's own)
 from .starts import (
     START_CHECK_EVERY,
     START_ELIMINATION_Z,
@@ -37,17 +36,6 @@ from .starts import (
 RESUME_FREE = ("backend", "checkpoint_minutes", "keep_checkpoint")
 FIRST_CHECKPOINT_ITER = 3  # a checkpoint this early, then every checkpoint_minutes
 PARALLEL_FINAL_MAX_BOX = 128  # larger boxes: the halves' final passes in turn (memory)
-
-
-class JobInterrupted(Exception):
-    """SIGINT/SIGTERM: the job stopped after writing a checkpoint (``--continue`` resumes it)."""
-
-    def __init__(self, signum: int, iteration: int, out_dir: str, saved: bool = True):
-        self.signum, self.iteration, self.out_dir = signum, iteration, out_dir
-        name = signal.Signals(signum).name
-        what = f"checkpoint written at iteration {iteration}" if saved else "the last checkpoint is intact"
-        super().__init__(f"interrupted by {name}: {what} in {out_dir}; continue with the same command "
-                         "and --continue")
 
 
 class Job:
@@ -377,55 +365,7 @@ class Job:
                                          align_cc=self.alignments[-1]["score"] if self.alignments else None,
                                          poses=poses, map_poses=map_poses)
         self.say(vd["message"])
-        # particles: used = seen by the SGD; poses in RELION convention
-        n = len(self.ps)
-        rot = np.zeros(n)
-        tilt = np.zeros(n)
-        psi = np.zeros(n)
-        ox = np.zeros(n)
-        oy = np.zeros(n)
-        seen = np.zeros(n, bool)
-        loglik = np.full(n, np.nan)
-        maxprob = np.full(n, np.nan)
-        outlier_w = np.ones(n)
-        select_z = np.full(n, np.nan)
-        pclass = np.full((n, 1 + self.p.junk_classes), np.nan)
-        for run in (A, B):
-            g = run.idx[run.seen]
-            r_, t_, p_ = so3.matrix_to_euler(run.R[run.seen].astype(np.float64))
-            rot[g], tilt[g], psi[g] = r_, t_, p_
-            ox[g] = run.t[run.seen, 0] * apix
-            oy[g] = run.t[run.seen, 1] * apix
-            loglik[g] = run.loglik[run.seen]
-            maxprob[g] = run.maxprob[run.seen]
-            outlier_w[g] = run.outlier_w[run.seen]
-            select_z[g] = run.outlier_z[run.seen]
-            pclass[g] = run.pclass[run.seen]
-            seen[g] = True
-        klass, kprob = classes.assignment(pclass)
-        if self.p.junk_classes:
-            in_junk = seen & (klass > 1)
-            self.say(f"{int(in_junk.sum())} particles most probably in a junk class go to unused.star")
-            seen &= ~in_junk
-        if self.p.exclude_junk:
-            junk = seen & (loglik < 0)
-            outlier = seen & ~junk & (outlier_w < outliers.OUTLIER_BELOW)
-            self.say(f"{int(junk.sum())} particles explained no better than by noise and {int(outlier.sum())} "
-                     "outliers (far more power left unexplained than the rest) go to unused.star")
-            seen &= ~(junk | outlier)
-        used = np.flatnonzero(seen)
-        unused = np.flatnonzero(~seen)
-        out_ps = self.ps.with_poses(rot, tilt, psi, ox, oy, half=self.half)
-        out_ps = out_ps._derive(loglik=loglik, maxprob=maxprob, select_z=select_z, class_number=None)
-        out_ps = out_ps.subset(used)
-        io.write_star(os.path.join(self.out, names.OUT_PARTICLES), out_ps)
-        un = self.ps.subset(unused)
-        if self.p.junk_classes:  # 0 for particles never scored (not seen by the SGD)
-            un.class_number = np.where(np.isnan(kprob[unused]), 0, klass[unused])
-            un.maxprob = np.nan_to_num(kprob[unused])
-        un.half = None
-        un.rot = un.tilt = un.psi = un.origin_x = un.origin_y = None
-        io.write_star(os.path.join(self.out, names.OUT_UNUSED), un)
+        out_ps, used, unused = outputs.write_particles(self.ps, (A, B), self.half, self.p, self.out, self.say)
         log = self.full_log()
         with outdir.atomic(os.path.join(self.out, names.OUT_LOG)) as tmp, open(tmp, "w") as f:
             json.dump({"iterations": log, "alignments": self.alignments}, f, indent=1)
@@ -462,32 +402,6 @@ def _hms(seconds: float) -> str:
     return time.strftime("%H:%M:%S", time.gmtime(seconds))
 
 
-class _StopOnSignals:
-    """SIGINT/SIGTERM ask ``job`` to stop after its current iteration (a second one stops at once)."""
-
-    def __init__(self, job):
-        self.job = job
-        self.previous = {}
-
-    def _handler(self, signum, frame):
-        if self.job.stop_signal is not None:
-            raise JobInterrupted(signum, self.job.runs["A"].iteration, self.job.out, saved=False)
-        self.job.stop_signal = signum
-        self.job.say(f"{signal.Signals(signum).name}: stopping after this iteration and writing a checkpoint "
-                     "(send it again to stop now)", flush=True)
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self.previous[sig] = signal.signal(sig, self._handler)
-        return self
-
-    def __exit__(self, *exc):
-        for sig, h in self.previous.items():
-            signal.signal(sig, h)
-        return False
-
-
 def run_job(particles, out_dir: str, params: JobParams, resume: bool = False, log=print,
             overwrite: bool = False) -> dict:
     """Run the whole job. ``particles`` is a STAR path or an :class:`io.ParticleSet`.
@@ -508,7 +422,7 @@ def run_job(particles, out_dir: str, params: JobParams, resume: bool = False, lo
         if resume:
             job.load()
             log(f"continuing from checkpoint: iteration {job.runs['A'].iteration}, stage {job.stage}")
-        with _StopOnSignals(job):
+        with StopOnSignals(job):
             if job.stage in ("explore", "sgd"):  # competing random starts, then one per half
                 job.run_sgd()
             return job.finish()

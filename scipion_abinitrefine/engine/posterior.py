@@ -50,3 +50,29 @@ def draw_poses(xp, pf, pr, u):
     p = xp.take_along_axis(cols, s.reshape(b * M, 1), axis=1).reshape(b, M)
     lp = xp.log(p.astype(np.float64)) - xp.log(pr.sum(axis=1, dtype=np.float64))[:, None]
     return (s * nR + r).astype(np.int64), lp.astype(np.float32)
+
+
+def median_ess(ll0: np.ndarray, T: float) -> float:
+    """Median over images of the 3D ESS (effective number of rotations, shifts marginalised) of the
+    posterior at temperature T of the level-0 log-likelihoods ``ll0`` (b, S, nR)."""
+    f = ll0.reshape(len(ll0), -1) / T
+    p = np.exp(f - f.max(axis=1, keepdims=True)).reshape(ll0.shape).sum(axis=1)
+    p /= p.sum(axis=1, keepdims=True)
+    return float(np.median(1.0 / (p**2).sum(axis=1)))
+
+
+def temperature_for_ess(ll0: np.ndarray, target: float) -> float:
+    """The annealing start: the temperature (>= 1) at which the median 3D ESS of ``ll0`` (b, S, nR) reaches
+    ``target`` rotations (bisection on log2 T)."""
+    if median_ess(ll0, 1.0) >= target:
+        return 1.0
+    lo, hi = 0.0, 8.0
+    while median_ess(ll0, 2.0**hi) < target and hi < 40:
+        hi += 4
+    for _ in range(30):
+        mid = 0.5 * (lo + hi)
+        if median_ess(ll0, 2.0**mid) < target:
+            lo = mid
+        else:
+            hi = mid
+    return float(2.0**hi)

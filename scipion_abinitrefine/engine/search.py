@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import fourier, so3
+from . import fourier, so3, threads
 from .posterior import draw_poses, top_pairs
 
 _BASE = None
@@ -182,15 +182,15 @@ class PoseSearch:
                       ph0=fourier.shift_phases(kx[:m0], ky[:m0], shifts, self.box, xp),  # (S, m0)
                       P0r=xp.ascontiguousarray(xp.concatenate([P0.real, P0.imag], axis=1).astype(np.float32).T),
                       P0n=xp.ascontiguousarray((xp.abs(P0) ** 2).astype(np.float32).T))  # (2 m0, nR), (m0, nR)
-        edges = chunk_edges(B, self.chunk)
-        bounds = _split(edges, 1 if return_ll0 else self.workers())
+        edges = threads.chunk_edges(B, self.chunk)
+        bounds = threads.split_parts(edges, 1 if return_ll0 else threads.search_workers(self.be))
 
         def run(ab):
             a, b = ab
             return self._search_part(ctx, X[a:b], C[a:b], None if U is None else U[a:b],
                                      edges[(edges >= a) & (edges <= b)] - a)
 
-        parts = [run(bounds[0])] if len(bounds) == 1 else list(_pool(len(bounds)).map(run, bounds))
+        parts = [run(bounds[0])] if len(bounds) == 1 else list(threads.search_pool(len(bounds)).map(run, bounds))
         h = be.to_host
         width = max(p[0].shape[1] for p in parts)
         out = [[], [], [], [], [], []]
@@ -207,25 +207,6 @@ class PoseSearch:
         if return_ll0:
             return res, parts[0][6]
         return res
-
-    def workers(self) -> int:
-        """Threads the search splits a batch over: the CPU backend's numba thread count, else 1.
-
-        Each worker runs its images' whole search (numpy releases the GIL in its array loops; BLAS runs one
-        thread per call, see :func:`threads.limit`), so every step of it, not only the matrix products,
-        uses all the cores. Not under numba's workqueue threading layer, which must not be entered from
-        two threads at once.
-        """
-        if self.be.name != "cpu":
-            return 1
-        import numba
-
-        try:
-            if numba.threading_layer() == "workqueue":
-                return 1
-        except ValueError:  # no parallel kernel has run yet in this process: the layer is not chosen
-            return 1
-        return numba.get_num_threads()
 
     def _search_part(self, ctx, X, C, U, edges):
         """The search of images X, C (a part of the batch): level 0 in the chunks between ``edges``, the finer
@@ -422,43 +403,3 @@ class _Level0:
     ph0: object
     P0r: object
     P0n: object
-
-
-def chunk_edges(B: int, chunk: int) -> np.ndarray:
-    """The chunk grid of a batch of B images: the edges of an even number of chunks of at most ``chunk``
-    images whose sizes differ by at most one (90 images: 6 of 15; 100: 8 of 12-13). A function of B alone,
-    so every chunk's rows, and BLAS's rounding of them, stay the same whatever the worker count; two workers'
-    parts (``_split``) then differ by at most one image (with a fixed 16-image grid a 90-image minibatch split
-    48 / 42 and the second core idled 1/8 of the search)."""
-    n = -(-B // max(1, chunk))
-    n += n % 2
-    return np.unique(np.round(np.linspace(0, B, n + 1)).astype(np.int64))
-
-
-def _split(edges: np.ndarray, n: int) -> list[tuple[int, int]]:
-    """Contiguous parts of the batch for n workers, each a run of whole chunks of the grid ``edges``: every
-    chunk's matrix product then has the same rows whatever the worker count (BLAS rounds a row differently
-    with the rows beside it: a cut that moved with the worker count made results depend on --threads in the
-    last digits)."""
-    k = len(edges) - 1
-    n = max(1, min(n, k))
-    cut = np.round(np.linspace(0, k, n + 1)).astype(np.int64)
-    return [(int(edges[a]), int(edges[b])) for a, b in zip(cut[:-1], cut[1:]) if b > a]
-
-
-_POOLS: dict = {}
-
-
-def _pool(n: int):
-    """A persistent pool of n search workers; each runs numba's kernels on one thread (numba's thread count
-    is per thread: the workers together use the cores the caller's count names)."""
-    import threading
-    from concurrent.futures import ThreadPoolExecutor
-
-    key = (n, threading.current_thread().name)  # the two halves' threads (job.py) each get their own workers
-    if key not in _POOLS:
-        import numba
-
-        _POOLS[key] = ThreadPoolExecutor(n, thread_name_prefix="pose-search",
-                                         initializer=lambda: numba.set_num_threads(1))
-    return _POOLS[key]

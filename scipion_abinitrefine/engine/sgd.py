@@ -38,7 +38,7 @@ import time
 
 import numpy as np
 
-from . import classes, fourier, names, outliers, refine, schedule, symmetry
+from . import classes, fourier, names, outliers, posterior, refine, schedule, starts, symmetry
 from .backend import get_backend
 from .noise import initial_noise, shell_index, updated_noise
 from .params import SGDParams  # noqa: F401 (the parameters of SGDRun, re-exported)
@@ -52,34 +52,11 @@ from .reconstruct import (
 )
 from .search import PoseSearch, base_rotations
 
-# The random start (CryoSPARC-style): this many point masses of random weight 0.5-1.5, uniform in a ball of
-# this fraction of the particle radius (the particle's mass sits inside its window), low-passed to the
-# initial radius. Different seeds give different low-resolution blobs: the random starts of a half.
-START_BLOBS = 40
-START_BALL_FRACTION = 0.6
 # The model window's soft edge: this fraction of the box (at least 2 voxels of the full box).
 WINDOW_EDGE_FRACTION = 0.08
 # Re-centring on the centre of mass only when it is off by more than this many working voxels; smaller
 # offsets are left alone (each re-centring is a pass through Fourier space of the whole model).
 RECENTRE_MIN_VOXELS = 0.25
-
-
-def random_initial_model(box: int, radius_px: float, lowpass_radius: float, rng, sym=None) -> np.ndarray:
-    """Random blobs inside the particle radius, low-passed (CryoSPARC-style random start); with a point
-    group ``sym`` (n, 3, 3) every blob is repeated at its symmetry mates, so the start is symmetric."""
-    vol = np.zeros((box, box, box), np.float32)
-    c = box // 2
-    n = START_BLOBS
-    pts = rng.normal(size=(n, 3))
-    pts *= (rng.uniform(0, 1, n) ** (1 / 3) * radius_px * START_BALL_FRACTION / np.linalg.norm(pts, axis=1))[:, None]
-    w = rng.uniform(0.5, 1.5, n).astype(np.float32)
-    if sym is not None and len(sym) > 1:
-        pts = np.concatenate([pts @ S.T for S in sym])
-        w = np.tile(w, len(sym))
-    idx = np.clip(np.rint(pts + c).astype(int), 0, box - 1)
-    np.add.at(vol, (idx[:, 2], idx[:, 1], idx[:, 0]), w)
-    vol = fourier.lowpass_volume(vol, lowpass_radius, width=2.0)
-    return np.maximum(vol, 0)
 
 
 class SGDRun:
@@ -108,7 +85,7 @@ class SGDRun:
         # working box; drawn in the working box instead, 2 of 6 seeds of test_sgd's case failed against 1 of 6:
         # random starts still decide some runs, docs/design.rst), then cropped
         self._set_working_box(fourier.working_box(self.r_init, D))
-        vol = random_initial_model(D, self.rp, self.r_init, self.rng, self.sym)
+        vol = starts.random_initial_model(D, self.rp, self.r_init, self.rng, self.sym)
         # No rescaling: the random start projects to well under 1% of the images' power at the initial
         # radius (box 64, SNR 0.01-0.05), so the first posteriors are broad and the first preconditioned
         # updates set the model's scale from the data.
@@ -339,25 +316,7 @@ class SGDRun:
         sub = slice(0, min(len(X), 32))
         _, ll0 = self.searcher.search(self.G, X[sub], C[sub], s2, self.kx[:X.shape[1]], self.ky[:X.shape[1]],
                                       r, return_ll0=True)  # (b, S, nR) at T=1
-
-        def med_ess(T):
-            f = ll0.reshape(len(ll0), -1) / T
-            p = np.exp(f - f.max(axis=1, keepdims=True)).reshape(ll0.shape).sum(axis=1)
-            p /= p.sum(axis=1, keepdims=True)
-            return float(np.median(1.0 / (p**2).sum(axis=1)))
-
-        if med_ess(1.0) >= target:
-            return 1.0
-        lo, hi = 0.0, 8.0  # bisection on log2 T
-        while med_ess(2.0**hi) < target and hi < 40:
-            hi += 4
-        for _ in range(30):
-            mid = 0.5 * (lo + hi)
-            if med_ess(2.0**mid) < target:
-                lo = mid
-            else:
-                hi = mid
-        return float(2.0**hi)
+        return posterior.temperature_for_ess(ll0, target)
 
     def _apply_update(self, Bv, Wv, lr: float, r: float):
         """Preconditioned step in Fourier space, then real-space constraints."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import outliers
+from . import fourier, outliers
 
 # Random starts compete until the Fourier radius has grown this much past the initial one. At the initial
 # radius they cannot be told apart: on the demo phantom at SNR 0.01 (20 A start, 4 starts of one half) the
@@ -99,3 +99,28 @@ def lead_z(ev: np.ndarray, w: np.ndarray) -> np.ndarray:
     se = np.sqrt(((w[None, :] * (d - dm[:, None])) ** 2).sum(axis=1)) / sw
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(se > 0, dm / np.where(se > 0, se, 1.0), np.where(dm > 0, np.inf, 0.0))
+
+
+# The random start (CryoSPARC-style): this many point masses of random weight 0.5-1.5, uniform in a ball of
+# this fraction of the particle radius (the particle's mass sits inside its window), low-passed to the
+# initial radius. Different seeds give different low-resolution blobs: the random starts of a half.
+START_BLOBS = 40
+START_BALL_FRACTION = 0.6
+
+
+def random_initial_model(box: int, radius_px: float, lowpass_radius: float, rng, sym=None) -> np.ndarray:
+    """Random blobs inside the particle radius, low-passed (CryoSPARC-style random start); with a point
+    group ``sym`` (n, 3, 3) every blob is repeated at its symmetry mates, so the start is symmetric."""
+    vol = np.zeros((box, box, box), np.float32)
+    c = box // 2
+    n = START_BLOBS
+    pts = rng.normal(size=(n, 3))
+    pts *= (rng.uniform(0, 1, n) ** (1 / 3) * radius_px * START_BALL_FRACTION / np.linalg.norm(pts, axis=1))[:, None]
+    w = rng.uniform(0.5, 1.5, n).astype(np.float32)
+    if sym is not None and len(sym) > 1:
+        pts = np.concatenate([pts @ S.T for S in sym])
+        w = np.tile(w, len(sym))
+    idx = np.clip(np.rint(pts + c).astype(int), 0, box - 1)
+    np.add.at(vol, (idx[:, 2], idx[:, 1], idx[:, 0]), w)
+    vol = fourier.lowpass_volume(vol, lowpass_radius, width=2.0)
+    return np.maximum(vol, 0)

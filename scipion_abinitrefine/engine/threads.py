@@ -146,3 +146,66 @@ def half_workers(backend: str) -> HalfWorkers | None:
     if backend != "cpu" or n < 2 or not concurrent_kernels_ok():
         return None
     return HalfWorkers(n)
+
+
+# ---- the pose search's parts of a batch (search.PoseSearch.search) and their workers
+
+def search_workers(be) -> int:
+    """Threads the pose search (``search.PoseSearch``) splits a batch over on backend ``be``: the CPU
+    backend's numba thread count, else 1.
+
+    Each worker runs its images' whole search (numpy releases the GIL in its array loops; BLAS runs one
+    thread per call, see :func:`limit`), so every step of it, not only the matrix products,
+    uses all the cores. Not under numba's workqueue threading layer, which must not be entered from
+    two threads at once.
+    """
+    if be.name != "cpu":
+        return 1
+    import numba
+
+    try:
+        if numba.threading_layer() == "workqueue":
+            return 1
+    except ValueError:  # no parallel kernel has run yet in this process: the layer is not chosen
+        return 1
+    return numba.get_num_threads()
+
+
+def chunk_edges(B: int, chunk: int) -> np.ndarray:
+    """The chunk grid of a batch of B images: the edges of an even number of chunks of at most ``chunk``
+    images whose sizes differ by at most one (90 images: 6 of 15; 100: 8 of 12-13). A function of B alone,
+    so every chunk's rows, and BLAS's rounding of them, stay the same whatever the worker count; two workers'
+    parts (``split_parts``) then differ by at most one image (with a fixed 16-image grid a 90-image minibatch split
+    48 / 42 and the second core idled 1/8 of the search)."""
+    n = -(-B // max(1, chunk))
+    n += n % 2
+    return np.unique(np.round(np.linspace(0, B, n + 1)).astype(np.int64))
+
+
+def split_parts(edges: np.ndarray, n: int) -> list[tuple[int, int]]:
+    """Contiguous parts of the batch for n workers, each a run of whole chunks of the grid ``edges``: every
+    chunk's matrix product then has the same rows whatever the worker count (BLAS rounds a row differently
+    with the rows beside it: a cut that moved with the worker count made results depend on --threads in the
+    last digits)."""
+    k = len(edges) - 1
+    n = max(1, min(n, k))
+    cut = np.round(np.linspace(0, k, n + 1)).astype(np.int64)
+    return [(int(edges[a]), int(edges[b])) for a, b in zip(cut[:-1], cut[1:]) if b > a]
+
+
+_POOLS: dict = {}
+
+
+def search_pool(n: int):
+    """A persistent pool of n search workers; each runs numba's kernels on one thread (numba's thread count
+    is per thread: the workers together use the cores the caller's count names)."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    key = (n, threading.current_thread().name)  # the two halves' threads (job.py) each get their own workers
+    if key not in _POOLS:
+        import numba
+
+        _POOLS[key] = ThreadPoolExecutor(n, thread_name_prefix="pose-search",
+                                         initializer=lambda: numba.set_num_threads(1))
+    return _POOLS[key]

@@ -23,9 +23,9 @@ def test_search_split_over_workers_changes_nothing(monkeypatch):
     ps = search.PoseSearch(D, 12.0, 3.0, top_k=8, chunk=16)
     out = {}
     for n in (1, 2, 3):
-        monkeypatch.setattr(ps, "workers", lambda n=n: n)
-        edges = search.chunk_edges(len(X), ps.chunk)  # the batch's chunk grid, whatever n
-        parts = search._split(edges, n)
+        monkeypatch.setattr(threads, "search_workers", lambda be, n=n: n)
+        edges = threads.chunk_edges(len(X), ps.chunk)  # the batch's chunk grid, whatever n
+        parts = threads.split_parts(edges, n)
         assert len(parts) == n and all(a in edges and b in edges for a, b in parts)  # on the chunk grid
         out[n] = ps.search(G, X, C, s2, kx, ky, r, temperature=1.0, n_keep=4, n_samples=16,
                            rng=np.random.default_rng(4))
@@ -41,9 +41,9 @@ def test_chunk_grid_balances_two_workers():
     """Two workers get parts of a minibatch that differ by at most one image (the second core does not idle
     while the first finishes an extra chunk), with chunks of at most 16 images, for any batch size."""
     for B in list(range(1, 400)) + [1000, 4999]:
-        e = search.chunk_edges(B, 16)
+        e = threads.chunk_edges(B, 16)
         sizes = np.diff(e)
         assert e[0] == 0 and e[-1] == B and sizes.min() >= 1 and sizes.max() <= 16
         assert sizes.max() - sizes.min() <= 1
-        parts = [b - a for a, b in search._split(e, 2)]
+        parts = [b - a for a, b in threads.split_parts(e, 2)]
         assert sum(parts) == B and (len(parts) == 1 and B == 1 or max(parts) - min(parts) <= 1), (B, parts)
