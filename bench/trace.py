@@ -34,6 +34,21 @@ def within20(run, t):
     return float(np.mean(good_pose_errors(run.R[run.seen], g, t) < 20))
 
 
+def true_noise(run, realistic: bool, apix: float, n: int = 1000) -> np.ndarray:
+    """Per-shell noise model of ``run`` from ``n`` images of noise alone (the case's colour: ``hard.py``'s
+    realistic cases have coloured noise), normalised and sampled as the job reads particles."""
+    from scipion_abinitrefine.engine import fourier, simulate
+    from scipion_abinitrefine.engine.noise import initial_noise
+    from scipion_abinitrefine.engine.reconstruct import normalise_images
+
+    D = run.box
+    psd = np.sqrt(simulate.noise_psd(D, apix, "coloured")) if realistic else None
+    img = simulate._coloured_noise(np.random.default_rng(123), (n, D, D), 1.0, psd)
+    m = fourier.n_points_within(run.kx, run.ky, run.r_max)
+    X = fourier.image_points(normalise_images(img, run.rp), run.kx[:m], run.ky[:m])
+    return initial_noise(run.shell, X, m)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_case_arguments(ap)
@@ -55,7 +70,7 @@ def main():
                          "frozen (its first estimate, the images' own power, kept), white (one level for every "
                          "shell: the images' power in the outer half of the points out to Nyquist, where noise "
                          "dominates; kept), true (the power of 1,000 images of noise alone, the case's colour: "
-                         "em_passes.true_noise; kept)")
+                         "true_noise below; kept)")
     ap.add_argument("--temperature-after", type=float, default=1.0,
                     help="the posterior's temperature after the annealing (the job's: 1; below 1 sharpens it)")
     ap.add_argument("--constraints", default="all", choices=["all", "lowpass"],
@@ -103,8 +118,6 @@ def main():
             run.s2_shell = np.full_like(s2, np.median((np.abs(X[:, m // 2:]) ** 2).mean(axis=0)))
             run.s2_count = run.p.noise_prior_images
     if a.noise == "true":
-        from em_passes import true_noise
-
         s2 = true_noise(runs[0], a.realistic, a.apix)  # the starts share the half's images and points
         for run in runs:
             run.s2_shell = s2.copy()

@@ -285,7 +285,7 @@ class Job:
 
         Both, because each misses what the other sees. Two halves that share a wrong shape kept smooth SGD
         models that gave 32% of the images the same pose, as right runs of elongated particles do, while
-        their half-maps gave 24% (right runs: 41% and more; bench/RESULTS.rst, session 19). But a
+        their half-maps gave 24% (right runs: 41% and more; docs/results.rst). But a
         half-map holds its reconstruction noise, which gives the images sharp posteriors on that noise: a
         featureless ball's spanned 2% of the orientations against its SGD models' 69%, so the spread is
         asked of the SGD models. A half-map's shell whose signal fraction is f (the halves' unmasked FSC

@@ -240,7 +240,7 @@ def _check_compiler_loads():
         from importlib.metadata import version
 
         raise RuntimeError(f"backend=cuda: numba-cuda {version('numba-cuda')} does not load with numpy "
-                           f"{np.__version__} ({e}); install a numpy it supports (bench/RESULTS.rst's GPU runs: "
+                           f"{np.__version__} ({e}); install a numpy it supports (docs/results.rst's GPU runs: "
                            "numpy 2.3.5 with numba-cuda 0.30.4) or a newer numba-cuda") from e
 
 

@@ -4,7 +4,7 @@ A particle image, at its best pose against a model that explains it, leaves a re
 noise: its mean |X - C P|^2 / s2 over the Fourier points searched is ~1, and it is about the same across a
 batch of such images (the spread of a chi-square over m points, plus the particles' own spread in contrast).
 A contaminant brighter than the particle (a compact object, an ice crystal, a carbon edge) leaves much more:
-on the 6msm cell (CFTR, 20% junk, SNR 0.02, bench/RESULTS.rst "Session 24") the 5% of images of another,
+on the 6msm cell (CFTR, 20% junk, SNR 0.02, docs/results.rst) the 5% of images of another,
 compact object of the same mass carried ~7x the particle's signal power (unexplained power 1.49 against the
 particles' 0.97 +- 0.08 under the true map). Weighted like particles, their log likelihood ratios (43 nats
 per image against 6) outweigh every particle's: the SGD bent the model towards that object (the contaminants'

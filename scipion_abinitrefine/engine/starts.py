@@ -28,7 +28,7 @@ START_SELECT_ELEMENTS = 6.0
 # errors (over the same images) below the best's; the last one left goes on. A start that is still not told
 # apart when the radius has grown START_LAST_GROWTH x past the initial one and the particle spans
 # START_LAST_ELEMENTS elements is dropped by its mean. Why: on CFTR (6msm, realistic noise, SNR 0.02, 20%
-# junk; bench/RESULTS.rst, session 25) 8 starts of one half scored within 0.09 of each other at 27 A (6
+# junk; docs/results.rst) 8 starts of one half scored within 0.09 of each other at 27 A (6
 # elements) and the best of them there was a middling start later (12% of the poses within 20 deg at 16 A);
 # the start that led from 18.7 A on (8.7 elements) was fifth at 27 A and best at 16 A (25%).
 START_ELIMINATION_Z = 3.0

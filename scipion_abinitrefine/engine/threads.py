@@ -139,7 +139,7 @@ def half_workers(backend: str) -> HalfWorkers | None:
 
     # off unless asked (ABINITREFINE_SIDE_BY_SIDE=1): on 2 cores the whole demo took 259 s side by side
     # against 263-264 s in turn, the same maps, for 3% more CPU time and 0.3 GB more memory
-    # (bench/RESULTS.rst, Scale; session 15)
+    # (docs/results.rst, "Scale")
     if os.environ.get(SIDE_BY_SIDE) != "1":
         return None
     n = numba.get_num_threads()

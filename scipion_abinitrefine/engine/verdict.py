@@ -50,7 +50,7 @@ MIN_AGREEMENT = names.FSC_GOLD  # and never less than the gold-standard threshol
 # which the maps' agreement is not trusted (random poses: ~0.1%; see docs/design.rst for the measurements)
 MIN_POSE_AGREEMENT = 0.10
 # ... and below which it is "uncertain" (a partial or shared wrong structure cannot be told from poor data).
-# Measured over 27 runs (bench/RESULTS.rst, sessions 19-21), counting turns about the particle's own axis:
+# Measured over 27 runs (docs/results.rst), counting turns about the particle's own axis:
 # wrong maps up to 32% from the SGD models and 30% from the half-maps (a real protein, 6msm, both halves on
 # the same elongated blob: 14% + 16% about its long axis at 5.5x chance), right maps from 43% / 37%; a
 # globule whose map matched the truth with 99% of its poses wrong, 38% / 31%. The line sits in the gap.
@@ -61,7 +61,7 @@ MAX_POSE_SPREAD = 0.05
 # The disagreeing images' relative rotations turn about one axis (:func:`halves.pose_axis`) far more often
 # than uniformly spread axes do: views of an elongated, flat or pseudo-symmetric particle whose turn about
 # that axis the data do not fix. Counted as agreement "up to that turn" from AXIS_MIN_FACTOR x chance, and
-# only when at least MIN_POSE_AGREEMENT of the images agree outright. Measured (bench/RESULTS.rst): right maps
+# only when at least MIN_POSE_AGREEMENT of the images agree outright. Measured (docs/results.rst): right maps
 # of a ring of domains 9x (5.5-7x after the fact) and of elongated particles 7-9.5x; failed or data-limited
 # runs 2.4-2.8x, and 4.1x for a compact globule at SNR 0.005 (FSC to the truth 13 A, poses wrong), which a
 # line at 4x would have counted; uniformly random rotations <= 1.5x (the densest of 800 cones).
@@ -76,7 +76,7 @@ AXIS_MAX_POSE_SPREAD = 0.03
 # better by one half's map than by the other's, by more than MAP_PREFERENCE_Z standard errors and more than
 # MAP_PREFERENCE_MIN of the images' mean evidence. A half can fail beside a right one; where it still agrees
 # with it past the alignment resolution (a partly wrong half), nothing else in the verdict shows it. Measured
-# (SNR 0.01, 20% junk, 1,000 images per half; bench/RESULTS.rst): four runs with two right halves (one pair
+# (SNR 0.01, 20% junk, 1,000 images per half; docs/results.rst): four runs with two right halves (one pair
 # 10.9 / 8.6 A to the truth) |z| <= 0.7 and <= 0.3% of the evidence; a half that failed (19 A, poses wrong)
 # beside a right one z = 9, 6.3%; a right half-map mixed 60:40 with itself turned 60 deg z = 5.4, 6.9%
 # (70:30: z = 1.0, not seen). The floor: measured with the SGD's models, a right pair of a pseudo-symmetric

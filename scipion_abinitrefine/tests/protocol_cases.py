@@ -289,7 +289,7 @@ def child_read(prot_id):
         for p in prot.outputUnusedParticles.iterItems(orderBy="id"):
             unused.append(int(p.getObjId()))
             index, fn = p.getLocation()
-            unused_class[stack_key(os.path.abspath(fn), int(index) - 1)] = int(p._rlnClassNumber.get())
+            unused_class[str(stack_key(os.path.abspath(fn), int(index) - 1))] = int(p._rlnClassNumber.get())
     # the chain into RELION: scipion-em-relion's own converter writes our output particles for its jobs
     from relion.convert import writeSetOfParticles
 
@@ -346,7 +346,8 @@ def check_partition(out):
     # the junk class's particles (rlnClassNumber 2 in unused.star) carry it in Scipion; those the job did not
     # use (num particles) carry 0
     un = io.read_star(os.path.join(out["job_dir"], names.OUT_UNUSED))
-    want = {stack_key(p, i): int(k) for p, i, k in zip(un.stack_paths, un.stack_index.tolist(), un.class_number)}
+    want = {str(stack_key(p, i)): int(k) for p, i, k in zip(un.stack_paths, un.stack_index.tolist(),
+                                                            un.class_number)}
     assert out["unused_class"] == want and set(want.values()) <= {0, 2} and 0 in want.values(), out["unused_class"]
     assert out["alignment"] == "Projection" and math.isclose(out["out_sampling"], APIX, rel_tol=1e-6)
     halves = [u["half"] for u in out["used"]]
