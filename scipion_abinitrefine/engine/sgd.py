@@ -269,10 +269,11 @@ class SGDRun:
         acc = self.acc if own else acc
         if own:
             acc.reset()
-        Xc = np.zeros((len(X), X.shape[1]), np.complex64)
         if keep is None:
             Xc = backproject(acc, res, X, C, s2, kx, ky, self.box, self.p.pad, w, self.sym)
-        elif keep.any():
+        else:  # the images left out are not centred (zero): no residual of theirs is read
+            Xc = np.zeros((len(X), X.shape[1]), np.complex64)
+        if keep is not None and keep.any():
             Xc[keep] = backproject(acc, classes.subset(res, keep), X[keep], C[keep], s2, kx, ky, self.box,
                                    self.p.pad, w[keep], self.sym)
         if not own:
